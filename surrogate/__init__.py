@@ -1,0 +1,3 @@
+"""surrogate package (see README)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""trainer package (see README)."""
+
+__all__: list[str] = []
