@@ -57,7 +57,10 @@ __all__ = [
     "compute",
     "num_languages",
     "cosampled",
+    "cosampled_from_mix",
     "languages",
+    "write_netcdf",
+    "read_netcdf",
 ]
 
 KINDS = ("pretrain", "finetune")
@@ -398,14 +401,18 @@ def cosampled(cube: xr.Dataset, target: str, k: int = 3) -> tuple[str, ...]:
     source; ties are broken by the summed weight of the source in those runs, then by name.
     Fewer than ``k`` are returned when fewer languages are ever co-sampled.
     """
-    srcs = [str(s) for s in cube["src"].values]
+    return cosampled_from_mix(cube["mix"].values, [str(s) for s in cube["src"].values], target, k=k)
+
+
+def cosampled_from_mix(mix: np.ndarray, srcs: Sequence[str], target: str, *, k: int = 3) -> tuple[str, ...]:
+    """:func:`cosampled` over a ``(run, src)`` array of mixture weights."""
+    srcs = list(srcs)
     if target not in srcs:
         raise ValueError(f"target {target!r} is not a training language of this cube; src = {srcs}")
-    mix = cube["mix"]
-    with_t = mix.sel(src=target) > 0
-    others = mix.where(with_t, 0.0).drop_sel(src=target)
-    counts = (others > 0).sum("run").values
-    weight = others.sum("run").values
-    names = [str(s) for s in others["src"].values]
-    order = sorted(range(len(names)), key=lambda i: (-counts[i], -weight[i], names[i]))
-    return tuple(names[i] for i in order if counts[i] > 0)[:k]
+    mix = np.asarray(mix, dtype=float)
+    with_t = mix[:, srcs.index(target)] > 0
+    others = [j for j, s in enumerate(srcs) if s != target]
+    sub = mix[with_t][:, others]
+    counts, weight = (sub > 0).sum(axis=0), sub.sum(axis=0)
+    order = sorted(range(len(others)), key=lambda i: (-counts[i], -weight[i], srcs[others[i]]))
+    return tuple(srcs[others[i]] for i in order if counts[i] > 0)[:k]

@@ -54,6 +54,7 @@ class PointFit(NamedTuple):
     starts_at_best: int  # polished starts that reached the best objective (to 1e-6 relative)
     draws: dict[str, np.ndarray]  # bootstrap refits, (bootstrap,) each; empty if bootstrap = 0
     bootstrap_failed: int  # bootstrap refits that ended non-finite (dropped, and counted here)
+    unidentified: tuple[str, ...]  # free parameters the predictions do not depend on at all
 
 
 def parse_fix(text: str | None, law: Law, sources: Sequence[str] = ()) -> dict[str, float]:
@@ -180,6 +181,9 @@ def fit_point_arrays(
         params = {k: float(v) for k, v in _natural(theta, free, kw["fixed"]).items()}
         resid = np.log(np.asarray(law.evaluate(xj, params, sources))) - np.asarray(log_y)
         sigma = float(np.sqrt(np.mean(resid**2)))
+        log_pred = lambda t: jnp.log(law.evaluate(xj, _natural(t, free, kw["fixed"]), sources))  # noqa: E731
+        jac = np.asarray(jax.jacfwd(log_pred)(theta))
+        unidentified = tuple(p.name for p, col in zip(free, jac.T) if not np.any(np.abs(col) > 0))
 
         draws: dict[str, np.ndarray] = {}
         failed = 0
@@ -209,6 +213,7 @@ def fit_point_arrays(
         starts_at_best=at_best,
         draws=draws,
         bootstrap_failed=failed,
+        unidentified=unidentified,
     )
 
 
@@ -267,9 +272,18 @@ def fit_point(
                 UserWarning,
                 stacklevel=2,
             )
-    estimate = dict(pf.params, sigma=pf.sigma)
+    for name in pf.unidentified:
+        warnings.warn(
+            f"{law.name} fit for {d.target!r}: {name} is not identified by these runs (no prediction depends on it; "
+            f"e.g. no run mixes in the languages it weighs); it stays at its start {pf.params[name]:g} -- "
+            f"fix it with --fix {name}=VALUE or add runs that inform it",
+            UserWarning,
+            stacklevel=2,
+        )
+    names = list(law.param_names(d.sources)) + ["sigma"]
+    estimate = {k: (pf.sigma if k == "sigma" else pf.params[k]) for k in names}
     if pf.draws:
-        posterior = {k: v[None, :] for k, v in pf.draws.items()}
+        posterior = {k: pf.draws[k][None, :] for k in names}
     else:
         posterior = {k: np.array([[v]]) for k, v in estimate.items()}
     config = FitConfig(
@@ -288,6 +302,7 @@ def fit_point(
             "bootstrap_failed": pf.bootstrap_failed,
             "seed": seed,
             "excluded_cells": d.excluded,
+            "unidentified": list(pf.unidentified),
             "use_steps": use_steps,
         },
     )
