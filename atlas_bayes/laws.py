@@ -138,7 +138,8 @@ def effective_tokens(
     """
     d_eff = saturation(D_t, U_t, lam=lam)
     if tau is not None:
-        d_eff = d_eff + jnp.sum(jnp.asarray(tau) * saturation(D_src, U_src, lam=lam), axis=-1)
+        lam_src = jnp.asarray(lam)[..., None]  # broadcast over the trailing source axis
+        d_eff = d_eff + jnp.sum(jnp.asarray(tau) * saturation(D_src, U_src, lam=lam_src), axis=-1)
     if tau_other is not None:
         d_eff = d_eff + tau_other * saturation(D_other, U_other, lam=lam)
     return jnp.maximum(d_eff, _MIN_TOKENS)

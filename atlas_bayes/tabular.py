@@ -124,7 +124,8 @@ def _check(df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
             bad_rows |= mask
     mix_cols = [c for c in df.columns if str(c).startswith("mix:")]
     if mix_cols:
-        weights = np.nan_to_num(np.stack([num[c] for c in mix_cols], axis=1), nan=0.0)
+        weights = np.stack([num[c] for c in mix_cols], axis=1)
+        weights = np.where(np.isnan(weights), 0.0, weights)
         neg = (weights < 0).any(axis=1)
         if neg.any():
             problems.append(f"mix weights must be >= 0; negative at {_rows(df, neg)}")
@@ -252,13 +253,15 @@ def from_table(
     if mix_cols:
         mix = np.zeros((len(runs), len(srcs)))
         for c in mix_cols:
-            mix[:, srcs.index(c[4:])] = np.nan_to_num(first[c].to_numpy(dtype=float), nan=0.0)
+            w = first[c].to_numpy(dtype=float)
+            mix[:, srcs.index(c[4:])] = np.where(np.isnan(w), 0.0, w)  # blank = not sampled
     else:
         mix = np.zeros((len(runs), len(srcs)))
         mix[r_idx, pd.Index(srcs).get_indexer(df["lang"])] = 1.0
     U = np.full((len(runs), len(srcs)), np.inf)
     for c in u_cols:
-        U[:, srcs.index(c[2:])] = np.nan_to_num(first[c].to_numpy(dtype=float), nan=np.inf)
+        u = first[c].to_numpy(dtype=float)
+        U[:, srcs.index(c[2:])] = np.where(np.isnan(u), np.inf, u)  # blank = unconstrained
     if "U" in df.columns:
         s_idx = pd.Index(srcs).get_indexer(df["lang"])
         ok = (s_idx >= 0) & df["U"].notna().to_numpy()
