@@ -179,10 +179,15 @@ def fit_point_arrays(
     tol: float = 1e-10,
     starts: np.ndarray | None = None,
     max_starts: int | None = None,
+    weights: np.ndarray | None = None,
 ) -> PointFit:
     """Fit ``law`` to observations ``loss`` with inputs ``x`` (see :func:`atlas_bayes.registry.design`).
 
     Runs in float64 (the Huber objective with ``delta = 1e-3`` needs the precision).
+    ``weights`` (``(obs,)``, non-negative, default all 1) multiply each observation's Huber term;
+    a weight of 0 leaves an observation out without changing any array shape, so fits on several
+    subsets of one design (cross-validation splits) share one compilation. The bootstrap then
+    resamples the observations of positive weight only, and ``sigma`` is their weighted RMS.
     ``starts`` replaces the grid; ``max_starts`` keeps a fixed random subset of it (for quick
     fits such as initialising a sampler; the full grid is the paper convention).
     """
@@ -194,6 +199,10 @@ def fit_point_arrays(
         raise ValueError(f"every parameter of {law.name!r} is fixed; nothing to fit")
     loss = np.asarray(loss, dtype=np.float64)
     n = len(loss)
+    w0 = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w0.shape != (n,) or not np.all(np.isfinite(w0) & (w0 >= 0)) or not np.any(w0 > 0):
+        raise ValueError(f"weights must be {n} finite non-negative numbers, not all zero; got shape {w0.shape}")
+    used = np.flatnonzero(w0 > 0)
     with jax.enable_x64(True):
         xj = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in x.items()}
         log_y = jnp.log(jnp.asarray(loss))
@@ -203,7 +212,7 @@ def fit_point_arrays(
             keep = np.random.default_rng(0).choice(len(grid), max_starts, replace=False)
             grid = grid[np.sort(keep)]
         kw = dict(law=law, sources=sources, free=free, fixed=tuple(sorted(fixed.items())), delta=float(delta), tol=tol)
-        ones = jnp.ones((len(grid), n))
+        ones = jnp.broadcast_to(jnp.asarray(w0), (len(grid), n))
         thetas, objs = _solve(jnp.asarray(grid), ones, xj, log_y, max_iter=screen_iter, **kw)
         objs = np.where(np.isfinite(np.asarray(objs)), np.asarray(objs), np.inf)
         for keep, iters in ((polish, polish_iter), (refine, max_iter)):
@@ -217,17 +226,17 @@ def fit_point_arrays(
         at_best = int(np.sum(objs <= objs[best] * (1 + 1e-6) + 1e-12))
         params = {k: float(v) for k, v in _natural(theta, free, kw["fixed"]).items()}
         resid = np.log(np.asarray(law.evaluate(xj, params, sources))) - np.asarray(log_y)
-        sigma = float(np.sqrt(np.mean(resid**2)))
+        sigma = float(np.sqrt(np.sum(w0 * resid**2) / np.sum(w0)))
         log_pred = lambda t: jnp.log(law.evaluate(xj, _natural(t, free, kw["fixed"]), sources))  # noqa: E731
         jac = np.asarray(jax.jacfwd(log_pred)(theta))
-        unidentified = tuple(p.name for p, col in zip(free, jac.T) if not np.any(np.abs(col) > 0))
+        unidentified = tuple(p.name for p, col in zip(free, jac[used].T) if not np.any(np.abs(col) > 0))
 
         draws: dict[str, np.ndarray] = {}
         failed = 0
         if bootstrap > 0:
             key = jax.random.key(0) if key is None else key
-            idx = jax.random.randint(key, (bootstrap, n), 0, n)
-            w = jax.vmap(lambda i: jnp.bincount(i, length=n))(idx).astype(jnp.float64)
+            idx = jnp.asarray(used)[jax.random.randint(key, (bootstrap, len(used)), 0, len(used))]
+            w = jax.vmap(lambda i: jnp.bincount(i, length=n))(idx).astype(jnp.float64) * jnp.asarray(w0)
             b_theta, b_obj = _solve(jnp.broadcast_to(theta, (bootstrap, len(free))), w, xj, log_y, max_iter=max_iter, **kw)
             nat = jax.vmap(lambda t: _natural(t, free, kw["fixed"]))(b_theta)
             pred = jax.vmap(lambda p: law.evaluate(xj, p, sources))(nat)

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         text = str(err).strip().strip("'\"") if isinstance(err, KeyError) else str(err).strip()
-        lines = [ln.strip().lstrip("- ").strip() for ln in text.splitlines() if ln.strip()]
+        # Drop the "- " bullets of multi-problem messages (CubeError), not the dashes of "--flag".
+        lines = [ln.strip().removeprefix("- ").strip() for ln in text.splitlines() if ln.strip()]
         message = lines[0] + (": " + "; ".join(lines[1:]) if len(lines) > 1 else "")
         print(f"atlas: error: {message}", file=sys.stderr)
         return 2

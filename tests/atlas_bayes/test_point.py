@@ -113,3 +113,17 @@ def test_start_grid_is_the_chinchilla_grid():
     np.testing.assert_allclose(np.unique(grid[:, 3]), [0, 0.5, 1, 1.5, 2])  # alpha
     fixed_grid = point.start_grid(registry.get_law("chinchilla"), fixed={"E": math.e})
     assert fixed_grid.shape == (900, 4)
+
+
+def test_zero_weights_leave_observations_out():
+    cube = _mono_cube(sigma=0.01, key=5)
+    d = registry.design(cube, "chinchilla")
+    keep = np.arange(len(d.loss)) % 3 != 0
+    starts = point.start_grid(registry.get_law("chinchilla"))[::50]
+    weighted = point.fit_point_arrays("chinchilla", d.x, d.loss, weights=keep.astype(float), starts=starts)
+    subset = point.fit_point_arrays("chinchilla", {k: v[keep] for k, v in d.x.items()}, d.loss[keep], starts=starts)
+    assert weighted.objective == pytest.approx(subset.objective, rel=1e-6)  # same optimum, f64
+    for name in TRUTH:
+        assert weighted.params[name] == pytest.approx(subset.params[name], rel=1e-4)
+    with pytest.raises(ValueError, match="weights must be 25 finite non-negative numbers"):
+        point.fit_point_arrays("chinchilla", d.x, d.loss, weights=np.zeros(25))
