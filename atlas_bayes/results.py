@@ -251,11 +251,11 @@ def _bayesian(fit: FitResult) -> bool:
 
 
 def summary(fit: FitResult, *, level: float = 0.9) -> pd.DataFrame:
-    """One row per scalar parameter: estimate, sd, central ``level`` interval, R-hat, ESS.
+    """One row per scalar parameter: estimate, sd, central ``level`` interval, R-hat, ESS, fixed.
 
     ``estimate`` is the point fit's optimum for ``method="point"`` (its sd and interval come from
     the bootstrap), else the posterior mean. R-hat and ESS are NaN where they do not apply (a point
-    fit, or a single chain).
+    fit, or a single chain); a parameter held fixed has ``fixed=True`` and NaN sd and interval.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1 (e.g. 0.9); got {level}")
@@ -274,6 +274,11 @@ def summary(fit: FitResult, *, level: float = 0.9) -> pd.DataFrame:
         for cell in cells:
             v = flat.isel(cell).values.astype(float)
             label = str(name) + ("" if not cell else "[" + ",".join(str(da[d].values[i]) for d, i in cell.items()) + "]")
+            if str(name) in fit.config.fixed:
+                nan = float("nan")
+                value = float(fit.config.fixed[str(name)])
+                rows[label] = dict(estimate=value, sd=nan, lower=nan, upper=nan, r_hat=nan, ess_bulk=nan, ess_tail=nan, fixed=True)
+                continue
             rows[label] = {
                 "estimate": fit.estimate.get(str(name), float(np.mean(v))) if not cell else float(np.mean(v)),
                 "sd": float(np.std(v, ddof=1)) if v.size > 1 else float("nan"),
@@ -282,6 +287,7 @@ def summary(fit: FitResult, *, level: float = 0.9) -> pd.DataFrame:
                 "r_hat": float(rhat[name].isel(cell).values) if bayes else float("nan"),
                 "ess_bulk": float(ess_bulk[name].isel(cell).values) if bayes else float("nan"),
                 "ess_tail": float(ess_tail[name].isel(cell).values) if bayes else float("nan"),
+                "fixed": False,
             }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "param"
@@ -294,9 +300,10 @@ def diagnostics(fit: FitResult) -> dict[str, Any]:
     post = fit.idata.posterior
     out: dict[str, Any] = {"chains": int(post.sizes["chain"]), "draws": int(post.sizes["draw"]), "method": fit.method}
     if _bayesian(fit):
-        out["max_r_hat"] = float(az.rhat(post).to_array().max())
-        out["min_ess_bulk"] = float(az.ess(post, method="bulk").to_array().min())
-        out["min_ess_tail"] = float(az.ess(post, method="tail").to_array().min())
+        free = post[[v for v in post.data_vars if v not in fit.config.fixed]]
+        out["max_r_hat"] = float(az.rhat(free).to_array().max())
+        out["min_ess_bulk"] = float(az.ess(free, method="bulk").to_array().min())
+        out["min_ess_tail"] = float(az.ess(free, method="tail").to_array().min())
     else:
         out.update(max_r_hat=None, min_ess_bulk=None, min_ess_tail=None)
     stats = fit.idata.get("sample_stats")
@@ -340,6 +347,7 @@ def to_json(fit: FitResult, *, level: float = 0.9) -> dict[str, Any]:
     table = summary(fit, level=level)
     params = {
         name: {k: _clean(float(row[k])) for k in ("estimate", "sd", "lower", "upper", "r_hat", "ess_bulk", "ess_tail")}
+        | {"fixed": bool(row["fixed"])}
         for name, row in table.iterrows()
     }
     return {

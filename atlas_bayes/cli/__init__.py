@@ -21,6 +21,7 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 COMMAND_MODULES = (
     "atlas_bayes.cli.data",
     "atlas_bayes.cli.fit",
+    "atlas_bayes.cli.demo",
 )
 
 

@@ -53,12 +53,19 @@ def fmt_num(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-def print_table(df: pd.DataFrame, *, index: bool = True) -> None:
-    """Print a DataFrame with numbers formatted by :func:`fmt_num`."""
+def print_table(df: pd.DataFrame, *, index: bool = True, fixed: np.ndarray | None = None) -> None:
+    """Print a DataFrame with numbers formatted by :func:`fmt_num`.
+
+    ``fixed`` (one bool per row) marks rows of parameters held fixed: every number but the first
+    column's shows as ``fixed``.
+    """
     shown = df.copy()
-    for col in shown.columns:
+    for j, col in enumerate(shown.columns):
         if pd.api.types.is_numeric_dtype(shown[col]):
-            shown[col] = [fmt_num(v) for v in shown[col]]
+            cells = [fmt_num(v) for v in shown[col]]
+            if fixed is not None and j > 0:
+                cells = ["fixed" if f else c for c, f in zip(cells, fixed)]
+            shown[col] = cells
     print(shown.to_string(index=index))
 
 

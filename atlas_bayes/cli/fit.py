@@ -50,11 +50,12 @@ def _fit(args: argparse.Namespace) -> None:
         print("fixed: " + ", ".join(f"{k}={fmt_num(v)}" for k, v in result.config.fixed.items()))
     pct = f"{args.level:.0%}"
     table = table.rename(columns={"lower": f"{pct} lower", "upper": f"{pct} upper"})
+    fixed = table.pop("fixed")
     if result.method == "point":
         table = table.drop(columns=["r_hat", "ess_bulk", "ess_tail"])
         print(f"estimate = best of {diag.get('n_starts')} L-BFGS starts (Huber delta {result.config.options.get('delta')}); "
               f"sd and interval from {diag.get('bootstrap')} bootstrap refits")
-    print_table(table)
+    print_table(table, fixed=fixed.to_numpy())
     if result.method != "point":
         print(f"diagnostics: max R-hat {fmt_num(diag['max_r_hat'])}, min bulk ESS {fmt_num(diag['min_ess_bulk'])}, "
               f"min tail ESS {fmt_num(diag['min_ess_tail'])}, divergences {fmt_num(diag['divergences'])}")

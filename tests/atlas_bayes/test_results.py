@@ -50,7 +50,7 @@ def test_point_summary_uses_the_optimum_and_bootstrap_spread(point_fit):
     assert np.isnan(table.loc["alpha", "r_hat"])  # no chains to compare for a bootstrap
     out = results.to_json(point_fit, level=0.8)
     assert out["method"] == "point" and out["level"] == 0.8
-    assert set(out["params"]["E"]) == {"estimate", "sd", "lower", "upper", "r_hat", "ess_bulk", "ess_tail"}
+    assert set(out["params"]["E"]) == {"estimate", "sd", "lower", "upper", "r_hat", "ess_bulk", "ess_tail", "fixed"}
     assert out["params"]["E"]["r_hat"] is None
 
 
