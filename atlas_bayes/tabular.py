@@ -13,12 +13,18 @@ One row per run x evaluation language [x checkpoint]. Columns:
 ``U``              unique tokens available in the *evaluated* language
 ``kind``           ``pretrain`` or ``finetune``
 ``base``           checkpoint a finetune started from
+``src``            the one training language (or data domain) of the run, when it is evaluated on
+                   others too; shorthand for ``mix:<src> = 1`` (not with ``mix:`` columns)
 ``mix:<lang>``     sampling weight of training language ``<lang>`` (blank = 0)
 ``U:<lang>``       unique tokens available in training language ``<lang>`` (blank = inf)
 =================  ===========================================================================
 
 Without ``mix:`` columns every run is monolingual in the language it is evaluated on.
 Validation reports every problem at once and names the rows (file lines for a file) at fault.
+
+Tables from other groups rarely use these names: ``columns={"N": "params", "D": "tokens"}`` (CLI
+``--columns N=params,D=tokens``) renames theirs to ours, and ``ignore`` drops columns atlas does not
+use (``ignore="unknown"`` drops every unknown column; the dropped names are kept in the cube's attrs).
 """
 
 from __future__ import annotations
@@ -35,9 +41,9 @@ import xarray as xr
 from atlas_bayes import cube as cube_lib
 from atlas_bayes.cube import CubeError, _fmt_list
 
-__all__ = ["from_table", "to_table", "read_table", "import_table", "KNOWN_COLUMNS"]
+__all__ = ["from_table", "to_table", "read_table", "import_table", "rename_columns", "KNOWN_COLUMNS"]
 
-KNOWN_COLUMNS = ("N", "D", "loss", "lang", "run", "step", "seed", "U", "kind", "base")
+KNOWN_COLUMNS = ("N", "D", "loss", "lang", "run", "step", "seed", "U", "kind", "base", "src")
 _NUMERIC = ("N", "D", "loss", "U", "step", "seed")
 _RUN_LEVEL = ("N", "seed", "kind", "base")
 
@@ -83,11 +89,15 @@ def _check(df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
         return ["the table is empty: it has a header but no rows"], bad_rows
     missing = [c for c in ("N", "D", "loss") if c not in df.columns]
     if missing:
-        problems.append(f"missing required column(s) {missing}; a run table needs N, D and loss (got {list(df.columns)})")
+        problems.append(
+            f"missing required column(s) {missing}; a run table needs N, D and loss (got {list(df.columns)}); "
+            "map yours with --columns, e.g. --columns N=params,D=tokens"
+        )
     unknown = [c for c in df.columns if c not in KNOWN_COLUMNS and not str(c).startswith(("mix:", "U:"))]
     if unknown:
         problems.append(
-            f"unknown column(s) {unknown}; expected {list(KNOWN_COLUMNS)} or mix:<lang> / U:<lang> per training language"
+            f"unknown column(s) {unknown}; expected {list(KNOWN_COLUMNS)} or mix:<lang> / U:<lang> per training language "
+            "(rename with --columns OURS=THEIRS, drop with --ignore NAME,... or --ignore unknown)"
         )
     if problems:
         return problems, bad_rows
@@ -101,6 +111,15 @@ def _check(df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
             bad_rows |= not_number.to_numpy()
     num = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) for c in numeric_cols}
 
+    if "seed" in num:
+        v = num["seed"]
+        mask = np.isnan(v) | (np.isfinite(v) & (v != np.round(v))) | np.isinf(v)
+        if mask.any():
+            problems.append(
+                f"seed must be a whole number; blank or fractional at {_rows(df, mask)} "
+                "(fill the seeds in, or leave the column out with --ignore seed)"
+            )
+            bad_rows |= mask
     loss = num["loss"]
     for mask, what in (
         (np.isnan(loss) & df["loss"].isna().to_numpy(), "loss is missing (NaN)"),
@@ -162,12 +181,59 @@ def _run_keys(df: pd.DataFrame) -> pd.Series:
     return pd.Series([f"r{c:04d}" for c in codes], index=df.index)
 
 
+def rename_columns(
+    df: pd.DataFrame,
+    columns: dict[str, str] | None = None,
+    ignore: Sequence[str] | str | None = None,
+) -> pd.DataFrame:
+    """Map a foreign table's columns to atlas's: ``columns`` is ``{ours: theirs}``; ``ignore`` drops.
+
+    The name ``"unknown"`` in ``ignore`` stands for every column that is neither known nor
+    ``mix:``/``U:`` after the renaming. The names dropped are listed in ``df.attrs["ignored_columns"]``.
+    """
+    df = df.copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    columns = dict(columns or {})
+    problems = []
+    for ours, theirs in columns.items():
+        if ours not in KNOWN_COLUMNS and not ours.startswith(("mix:", "U:")):
+            problems.append(f"cannot map {theirs!r} to {ours!r}: {ours!r} is not an atlas column; expected one of {list(KNOWN_COLUMNS)} or mix:<lang> / U:<lang>")
+        elif theirs not in df.columns:
+            problems.append(f"cannot map {theirs!r} to {ours!r}: the table has no column {theirs!r} (columns: {_fmt_list(list(df.columns), 12)})")
+    clash = [ours for ours, theirs in columns.items() if ours in df.columns and ours != theirs and ours not in columns.values()]
+    if clash:
+        problems.append(f"the table already has column(s) {clash}; map them away first or ignore them")
+    if problems:
+        raise CubeError(problems, what="column mapping")
+    df = df.rename(columns={theirs: ours for ours, theirs in columns.items()})
+    names = [] if ignore is None else [ignore] if isinstance(ignore, str) else list(ignore)
+    missing = [c for c in names if c != "unknown" and c not in df.columns]
+    if missing:
+        raise CubeError(
+            [f"cannot ignore column(s) {missing}: not in the table (columns: {_fmt_list(list(df.columns), 12)})"],
+            what="column mapping",
+        )
+    drop = [c for c in names if c != "unknown"]
+    if "unknown" in names:
+        drop += [c for c in df.columns if c not in KNOWN_COLUMNS and not c.startswith(("mix:", "U:")) and c not in drop]
+    attrs = dict(df.attrs)
+    df = df.drop(columns=drop)
+    df.attrs = attrs
+    if drop:
+        df.attrs["ignored_columns"] = list(drop)
+    if columns:
+        df.attrs["column_mapping"] = columns
+    return df
+
+
 def from_table(
     df: pd.DataFrame,
     *,
     units: str = "nats/token",
     drop_invalid: bool = False,
     attrs: dict | None = None,
+    columns: dict[str, str] | None = None,
+    ignore: Sequence[str] | str | None = None,
 ) -> xr.Dataset:
     """Build a run cube from a long-form table (see the module docstring for the columns).
 
@@ -180,18 +246,29 @@ def from_table(
     drop_invalid
         Drop the rows at fault instead of refusing the table; each dropped row is reported in a
         warning and in ``cube.attrs["dropped_rows"]``.
+    columns, ignore
+        Rename and drop a foreign table's columns first (:func:`rename_columns`).
 
     Raises
     ------
     CubeError
         Listing every problem of the table, each with the rows at fault.
     """
-    df = df.copy()
-    df.columns = [str(c).strip() for c in df.columns]
+    df = rename_columns(df, columns, ignore)
+    problems, bad_rows = _check(df)
     if "lang" not in df.columns:
         df["lang"] = "xx"
     df["lang"] = df["lang"].astype(str)
-    problems, bad_rows = _check(df)
+    if "src" in df.columns:
+        if any(c.startswith("mix:") for c in df.columns):
+            raise CubeError(["give either a src column or mix:<lang> columns, not both"], what="run table")
+        if df["src"].isna().any():
+            raise CubeError([f"src is blank at {_rows(df, df['src'].isna())}; name the run's training language"], what="run table")
+        attrs = dict(df.attrs)
+        src = df.pop("src").astype(str)
+        for value in pd.unique(src):
+            df[f"mix:{value}"] = (src == value).astype(float)
+        df.attrs = attrs
     dropped: list = []
     if problems and drop_invalid and bad_rows.any() and not bad_rows.all():
         dropped = [int(i) for i in df.index[bad_rows]]
@@ -281,8 +358,9 @@ def from_table(
         D = first["D"].to_numpy(dtype=float)
 
     cube_attrs = dict(attrs or {})
-    if "source" in df.attrs:
-        cube_attrs.setdefault("source", df.attrs["source"])
+    for key in ("source", "column_mapping", "ignored_columns"):
+        if key in df.attrs:
+            cube_attrs.setdefault(key, df.attrs[key])
     if dropped:
         cube_attrs["dropped_rows"] = dropped
     return cube_lib.make_cube(
@@ -336,12 +414,14 @@ def import_table(
     units: str = "nats/token",
     drop_invalid: bool = False,
     out: str | os.PathLike | None = None,
+    columns: dict[str, str] | None = None,
+    ignore: Sequence[str] | str | None = None,
 ) -> xr.Dataset:
     """Read a run table file, build its cube and (if ``out`` is given) save it as netCDF.
 
-    A refused table writes nothing.
+    A refused table writes nothing. ``columns`` and ``ignore`` as in :func:`from_table`.
     """
-    cube = from_table(read_table(path), units=units, drop_invalid=drop_invalid)
+    cube = from_table(read_table(path), units=units, drop_invalid=drop_invalid, columns=columns, ignore=ignore)
     if out is not None:
         cube_lib.save(cube, out)
     return cube

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="where to write the run cube (.nc)")
     p.add_argument("--units", default="nats/token", help="unit of the loss column (default nats/token)")
     p.add_argument("--drop-invalid", action="store_true", help="drop rows at fault (reported) instead of refusing the table")
+    p.add_argument("--columns", help="map your column names to atlas's: OURS=THEIRS,... e.g. N=params,D=tokens,lang=val_set")
+    p.add_argument("--ignore", help="columns to leave out: NAME,NAME,...; 'unknown' stands for every column atlas does not use")
     add_json_flag(p)
     p.set_defaults(func=_import)
 
@@ -34,7 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _import(args: argparse.Namespace) -> None:
     from atlas_bayes import tabular
 
-    cube = tabular.import_table(args.table, units=args.units, drop_invalid=args.drop_invalid, out=args.out)
+    columns = {}
+    for item in (args.columns or "").split(","):
+        if not item.strip():
+            continue
+        ours, sep, theirs = item.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise ValueError(f"--columns expects OURS=THEIRS pairs separated by commas (e.g. N=params); got {item!r}")
+        columns[ours.strip()] = theirs.strip()
+    ignore = None
+    if args.ignore:
+        ignore = [c.strip() for c in args.ignore.split(",") if c.strip()]
+    cube = tabular.import_table(
+        args.table, units=args.units, drop_invalid=args.drop_invalid, out=args.out, columns=columns, ignore=ignore
+    )
     info = describe(cube)
     if args.json:
         emit_json({"out": args.out, **info})

@@ -31,6 +31,19 @@ def test_import_then_info(tmp_path, capsys):
     assert info["runs"] == 296 and info["languages"] == ["xx"] and info["max_epochs"]["xx"] == 9000
 
 
+def test_import_maps_a_foreign_table(tmp_path, capsys):
+    table = tmp_path / "theirs.csv"
+    pd.DataFrame({"params": [1e6, 2e6, 1e6, 2e6], "tokens": [1e9] * 4, "val": ["c4", "c4", "ptb", "ptb"],
+                  "data": ["c4"] * 4, "loss": [3.0, 2.9, 3.4, 3.3], "lr": [1e-3] * 4}).to_csv(table, index=False)
+    out = tmp_path / "cube.nc"
+    argv = ["import", str(table), "--out", str(out), "--columns", "N=params,D=tokens,lang=val,src=data", "--ignore", "unknown", "--json"]
+    assert main(argv) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["languages"] == ["c4", "ptb"] and info["sources"] == ["c4"] and info["runs"] == 2
+    assert main(["import", str(table), "--out", str(out), "--columns", "N"]) == 2
+    assert "--columns expects OURS=THEIRS pairs" in capsys.readouterr().err
+
+
 def test_refused_import_is_one_line_and_writes_nothing(tmp_path, capsys):
     table = tmp_path / "bad.csv"
     pd.DataFrame({"N": [1e6, 2e6], "D": [1e9, 1e9], "loss": [3.0, -1.0], "flops": [1, 2]}).to_csv(table, index=False)

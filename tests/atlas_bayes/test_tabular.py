@@ -140,3 +140,58 @@ def test_real_datablations_table_imports():
     c = tabular.import_table(files("atlas_bayes") / "data" / "datablations_runs.csv")
     assert c.sizes["run"] == 296
     assert float(cube_lib.epochs(c).max()) == pytest.approx(9000.0)
+
+
+def _foreign_table():
+    """A table as another group publishes it: their names, extra columns, one training set per run."""
+    return pd.DataFrame({
+        "model": ["m1", "m1", "m2", "m2"], "params": [1e6, 1e6, 2e6, 2e6], "tokens": [1e8] * 4,
+        "val_set": ["c4", "ptb", "c4", "ptb"], "dataset": ["c4", "c4", "rpj", "rpj"],
+        "loss": [3.0, 3.4, 2.9, 3.3], "lr": [3e-3] * 4,
+    })
+
+
+def test_columns_map_a_foreign_table_and_src_names_the_training_set():
+    c = tabular.from_table(
+        _foreign_table(), columns={"N": "params", "D": "tokens", "lang": "val_set", "run": "model", "src": "dataset"},
+        ignore=["lr"],
+    )
+    assert cube_lib.languages(c) == ["c4", "ptb"] and c["src"].values.tolist() == ["c4", "rpj"]
+    np.testing.assert_allclose(c["mix"].sel(run="m2").values, [0.0, 1.0])
+    assert c.attrs["ignored_columns"] == ["lr"] and c.attrs["column_mapping"]["N"] == "params"
+
+
+def test_ignore_unknown_drops_every_column_atlas_does_not_use():
+    c = tabular.from_table(_foreign_table(), columns={"N": "params", "D": "tokens", "lang": "val_set", "src": "dataset"},
+                           ignore=["unknown"])
+    assert set(c.attrs["ignored_columns"]) == {"model", "lr"}
+
+
+def test_unknown_columns_error_suggests_the_mapping():
+    with pytest.raises(CubeError, match=r"missing required column\(s\) \['N', 'D'\].*--columns N=params"):
+        tabular.from_table(_foreign_table())
+
+
+@pytest.mark.parametrize(
+    ("columns", "ignore", "match"),
+    [
+        ({"size": "params"}, None, r"'size' is not an atlas column"),
+        ({"N": "nparams"}, None, r"the table has no column 'nparams'"),
+        ({"N": "params"}, ["nope"], r"cannot ignore column\(s\) \['nope'\]"),
+    ],
+)
+def test_bad_column_mappings_are_named(columns, ignore, match):
+    with pytest.raises(CubeError, match=match):
+        tabular.from_table(_foreign_table(), columns=columns, ignore=ignore)
+
+
+def test_src_column_and_mix_columns_together_are_refused():
+    df = pd.DataFrame({"N": [1e6], "D": [1e8], "loss": [3.0], "src": ["en"], "mix:en": [1.0]})
+    with pytest.raises(CubeError, match="either a src column or mix:<lang> columns"):
+        tabular.from_table(df)
+
+
+def test_blank_seed_is_named_not_cast():
+    df = pd.DataFrame({"N": [1e6, 2e6], "D": [1e8, 1e8], "loss": [3.0, 2.8], "seed": [1, np.nan]})
+    with pytest.raises(CubeError, match=r"seed must be a whole number; blank or fractional at row 1.*--ignore seed"):
+        tabular.from_table(df)
