@@ -188,6 +188,10 @@ def rename_columns(
 ) -> pd.DataFrame:
     """Map a foreign table's columns to atlas's: ``columns`` is ``{ours: theirs}``; ``ignore`` drops.
 
+    A label column (``run``, ``lang``, ``src``, ``base``) may join several of theirs with ``+``:
+    ``{"run": "model+lr"}`` makes one run per (model, learning rate); the joined columns are
+    used up.
+
     The name ``"unknown"`` in ``ignore`` stands for every column that is neither known nor
     ``mix:``/``U:`` after the renaming. The names dropped are listed in ``df.attrs["ignored_columns"]``.
     """
@@ -195,17 +199,29 @@ def rename_columns(
     df.columns = [str(c).strip() for c in df.columns]
     columns = dict(columns or {})
     problems = []
+    joined = {}
     for ours, theirs in columns.items():
+        parts = theirs.split("+")
         if ours not in KNOWN_COLUMNS and not ours.startswith(("mix:", "U:")):
             problems.append(f"cannot map {theirs!r} to {ours!r}: {ours!r} is not an atlas column; expected one of {list(KNOWN_COLUMNS)} or mix:<lang> / U:<lang>")
-        elif theirs not in df.columns:
-            problems.append(f"cannot map {theirs!r} to {ours!r}: the table has no column {theirs!r} (columns: {_fmt_list(list(df.columns), 12)})")
+        elif len(parts) > 1 and ours not in ("run", "lang", "src", "base"):
+            problems.append(f"cannot join {theirs!r} into {ours!r}: only the label columns run, lang, src and base can join several columns with '+'")
+        elif any(p not in df.columns for p in parts):
+            absent = [p for p in parts if p not in df.columns]
+            problems.append(f"cannot map {theirs!r} to {ours!r}: the table has no column {absent[0]!r} (columns: {_fmt_list(list(df.columns), 12)})")
+        elif len(parts) > 1:
+            joined[ours] = parts
     clash = [ours for ours, theirs in columns.items() if ours in df.columns and ours != theirs and ours not in columns.values()]
     if clash:
         problems.append(f"the table already has column(s) {clash}; map them away first or ignore them")
     if problems:
         raise CubeError(problems, what="column mapping")
+    for ours, parts in joined.items():
+        df[columns[ours]] = df[parts].astype(str).agg("|".join, axis=1)
     df = df.rename(columns={theirs: ours for ours, theirs in columns.items()})
+    # columns consumed by a join are used up, unless also mapped on their own
+    consumed = {p for parts in joined.values() for p in parts} - set(columns.values()) - set(KNOWN_COLUMNS)
+    df = df.drop(columns=[c for c in consumed if c in df.columns])
     names = [] if ignore is None else [ignore] if isinstance(ignore, str) else list(ignore)
     missing = [c for c in names if c != "unknown" and c not in df.columns]
     if missing:
@@ -294,9 +310,28 @@ def from_table(
     problems = []
     cell = ["run", "lang"] + (["step"] if has_step else [])
     dup = df.duplicated(cell, keep=False).to_numpy()
+    if dup.any() and drop_invalid:
+        # Exact repeats (same loss and D) keep their first copy; conflicting rows are all dropped.
+        repeat = df.duplicated(cell + ["loss", "D"], keep="first").to_numpy()
+        conflict = df[~repeat].duplicated(cell, keep=False).reindex(df.index, fill_value=False).to_numpy()
+        gone = repeat | conflict
+        label = df.attrs.get("row_label", "row")
+        warnings.warn(
+            f"dropped {int(gone.sum())} duplicate {label}(s) for the same run x lang{' x step' if has_step else ''}: "
+            f"{int(repeat.sum())} exact repeats ({_rows(df, repeat) if repeat.any() else 'none'}) and "
+            f"{int(conflict.sum())} rows with conflicting losses ({_rows(df, conflict) if conflict.any() else 'none'})",
+            UserWarning,
+            stacklevel=2,
+        )
+        dropped += [int(i) for i in df.index[gone]]
+        df = df[~gone]
+        dup = np.zeros(len(df), dtype=bool)
     if dup.any():
         hint = "" if run_given else " (add a seed or run column if they are repeats)"
-        problems.append(f"duplicate rows for the same run x lang{' x step' if has_step else ''} at {_rows(df, dup)}{hint}")
+        problems.append(
+            f"duplicate rows for the same run x lang{' x step' if has_step else ''} at {_rows(df, dup)}{hint}; "
+            "--drop-invalid keeps the first of exact repeats and drops conflicting ones"
+        )
     run_level = [c for c in _RUN_LEVEL if c in df.columns] + mix_cols + u_cols + ([] if has_step else ["D"])
     for col in run_level:
         n_distinct = df.groupby("run", sort=False)[col].nunique(dropna=False)

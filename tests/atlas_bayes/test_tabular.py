@@ -195,3 +195,21 @@ def test_blank_seed_is_named_not_cast():
     df = pd.DataFrame({"N": [1e6, 2e6], "D": [1e8, 1e8], "loss": [3.0, 2.8], "seed": [1, np.nan]})
     with pytest.raises(CubeError, match=r"seed must be a whole number; blank or fractional at row 1.*--ignore seed"):
         tabular.from_table(df)
+
+
+def test_drop_invalid_keeps_one_of_exact_repeats_and_drops_conflicts():
+    df = pd.DataFrame({"run": ["a", "a", "b", "b", "c"], "N": [1e6] * 5, "D": [1e8] * 5,
+                       "loss": [3.0, 3.0, 2.9, 2.7, 2.8]})
+    with pytest.raises(CubeError, match="duplicate rows .* rows 0, 1, 2, 3.*--drop-invalid keeps the first"):
+        tabular.from_table(df)
+    with pytest.warns(UserWarning, match=r"dropped 3 duplicate row\(s\).*1 exact repeats \(row 1\).*2 rows with conflicting losses \(rows 2, 3\)"):
+        c = tabular.from_table(df, drop_invalid=True)
+    assert c["run"].values.tolist() == ["a", "c"] and c.attrs["dropped_rows"] == [1, 2, 3]
+
+
+def test_label_columns_can_join_several_of_theirs():
+    df = pd.DataFrame({"model": ["m", "m"], "lr": [1e-3, 2e-3], "N": [1e6, 1e6], "D": [1e8, 1e8], "loss": [3.0, 3.1]})
+    c = tabular.from_table(df, columns={"run": "model+lr"})
+    assert c["run"].values.tolist() == ["m|0.001", "m|0.002"]
+    with pytest.raises(CubeError, match="only the label columns run, lang, src and base can join"):
+        tabular.from_table(df, columns={"N": "model+lr"})
