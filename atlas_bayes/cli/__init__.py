@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "atlas_bayes.cli.data",
     "atlas_bayes.cli.fit",
     "atlas_bayes.cli.demo",
+    "atlas_bayes.cli.train",
 )
 
 
