@@ -233,3 +233,142 @@ def compute_optimal(C: ArrayLike, *, A, B, alpha, beta) -> tuple[Array, Array]:
     G = jnp.power(alpha * A / (beta * B), 1.0 / (alpha + beta))
     c6 = jnp.asarray(C) / 6.0
     return G * jnp.power(c6, beta / (alpha + beta)), jnp.power(c6, alpha / (alpha + beta)) / G
+
+
+# ----------------------------------------------------------------------------- analyses (issue 5)
+# Learning curves, transfer scores, the curse's general iso-loss curve and the finetune crossover.
+
+
+def learning_curve(D: ArrayLike, *, E, B, beta, D0=0.0, D_ref=1.0) -> Array:
+    r"""One run's loss along its learning curve, a power law in the tokens seen so far.
+
+    .. math:: L(D) = E + B \left(\frac{D + D_0}{D_{ref}}\right)^{-\beta}
+
+    For a fixed model size this is :func:`chinchilla` with ``E + A / N^alpha`` folded into ``E``;
+    ``D_0`` (default 0) is an offset in tokens: a finetune starts from a base that already holds
+    the worth of ``D_0`` tokens of the target (ATLAS's ``tau S(D_base)``, so the curve starts
+    finite). ``D_ref`` only sets the unit of ``B`` (keeps it O(1) in float32).
+
+    Examples
+    --------
+    >>> float(learning_curve(4e9, E=2.0, B=1.0, beta=0.5, D_ref=1e9))
+    2.5
+    """
+    return E + B * jnp.power((jnp.asarray(D) + D0) / D_ref, -beta)
+
+
+def learning_curve_tokens(L: ArrayLike, *, E, B, beta, D0=0.0, D_ref=1.0) -> Array:
+    r"""Tokens at which :func:`learning_curve` reaches loss ``L`` (its inverse); ``inf`` if ``L <= E``.
+
+    .. math:: D(L) = D_{ref} \left(\frac{L - E}{B}\right)^{-1/\beta} - D_0
+
+    Examples
+    --------
+    >>> float(learning_curve_tokens(2.5, E=2.0, B=1.0, beta=0.5, D_ref=1e9))
+    4000000000.0
+    """
+    gap = jnp.asarray(L) - E
+    reachable = gap > 0
+    safe = jnp.where(reachable, gap, 1.0)
+    D = D_ref * jnp.power(safe / B, -1.0 / beta) - D0
+    return jnp.where(reachable, D, jnp.inf)
+
+
+def bilingual_transfer_score(d_bi: ArrayLike, d_mono: ArrayLike) -> Array:
+    r"""Bilingual transfer score (Longpre et al. 2025, section 4): :math:`BTS = 2 - d_{bi} / d_{mono}`.
+
+    ``d_mono`` is the reference horizon of the monolingual run of the target, ``d_bi`` the total
+    tokens (both languages) the 50/50 bilingual run needs to reach the same loss on the target.
+    0 = neutral, > 0 positive transfer, < 0 interference; 1 = the source is worth the target itself.
+    """
+    return 2.0 - jnp.asarray(d_bi) / d_mono
+
+
+def tau_from_bts(bts: ArrayLike) -> Array:
+    r"""ATLAS transfer weight implied by a bilingual transfer score (derived): :math:`\tau = BTS / (2 - BTS)`.
+
+    Under ATLAS a 50/50 run of ``D`` tokens has :math:`D_{eff} = (1 + \tau) D / 2`; equal loss with
+    the monolingual run at ``d_mono`` gives :math:`d_{bi} = 2 d_{mono} / (1 + \tau)`.
+
+    Examples
+    --------
+    >>> round(float(tau_from_bts(bts_from_tau(0.3))), 6)
+    0.3
+    """
+    bts = jnp.asarray(bts)
+    return bts / (2.0 - bts)
+
+
+def bts_from_tau(tau: ArrayLike) -> Array:
+    r"""Bilingual transfer score implied by an ATLAS transfer weight (derived): :math:`BTS = 2\tau / (1 + \tau)`."""
+    tau = jnp.asarray(tau)
+    return 2.0 * tau / (1.0 + tau)
+
+
+def curse_shares(K: ArrayLike, N: ArrayLike, D_t: ArrayLike, *, A, B, alpha, beta, phi, psi) -> Array:
+    r"""Share of the reducible loss of :func:`curse` that is the capacity (model-size) term.
+
+    .. math:: w_N = \frac{A K^\phi N^{-\alpha}}{A K^\phi N^{-\alpha} + B K^\psi D_t^{-\beta}}, \qquad w_D = 1 - w_N
+    """
+    n_term = A * jnp.power(K, phi) * jnp.power(N, -alpha)
+    d_term = B * jnp.power(K, psi) * jnp.power(D_t, -beta)
+    return n_term / (n_term + d_term)
+
+
+def curse_iso_loss(r: ArrayLike, s: ArrayLike, *, w_N, alpha, beta, phi, psi) -> Array:
+    r"""General iso-loss curve of :func:`curse` (SPEC section 1): the ``D_t`` multiplier ``t`` that keeps the
+    loss fixed when ``K -> r K`` and ``N -> s N``.
+
+    .. math:: r^\phi w_N s^{-\alpha} + r^\psi (1 - w_N) t^{-\beta} = 1
+              \;\Rightarrow\; t = \left(\frac{1 - r^\phi w_N s^{-\alpha}}{r^\psi (1 - w_N)}\right)^{-1/\beta}
+
+    ``inf`` where the model is too small for any amount of data (``r^phi w_N s^-alpha >= 1``).
+    """
+    rest = 1.0 - jnp.power(r, phi) * w_N * jnp.power(s, -alpha)
+    ok = rest > 0
+    t = jnp.power(jnp.where(ok, rest, 1.0) / (jnp.power(r, psi) * (1.0 - w_N)), -1.0 / beta)
+    return jnp.where(ok, t, jnp.inf)
+
+
+def curse_min_compute(r: ArrayLike, *, w_N, alpha, beta, phi, psi) -> CurseScaling:
+    r"""Minimum-compute point of :func:`curse_iso_loss` (derived, Lagrange condition
+    :math:`\alpha\, r^\phi w_N s^{-\alpha} = \beta\, r^\psi w_D t^{-\beta}`):
+
+    .. math:: s = \left(\frac{r^\phi w_N (\alpha + \beta)}{\beta}\right)^{1/\alpha}, \quad
+              t = \left(\frac{r^\psi w_D (\alpha + \beta)}{\alpha}\right)^{1/\beta}, \quad
+              C'/C = r s t
+
+    From a compute-optimal start (:math:`w_N = \beta / (\alpha + \beta)`) it is :func:`curse_scaling`.
+
+    Examples
+    --------
+    >>> p = dict(alpha=0.45, beta=0.15, phi=0.11, psi=-0.04)
+    >>> a, b = curse_min_compute(2.0, w_N=0.15 / 0.6, **p), curse_scaling(2.0, **p)
+    >>> round(float(a.C), 4) == round(float(b.C), 4)
+    True
+    """
+    w_D = 1.0 - w_N
+    s = jnp.power(jnp.power(r, phi) * w_N * (alpha + beta) / beta, 1.0 / alpha)
+    t = jnp.power(jnp.power(r, psi) * w_D * (alpha + beta) / alpha, 1.0 / beta)
+    r = jnp.asarray(r)
+    return CurseScaling(N=s, D_t=t, D_tot=r * t, C=r * s * t)
+
+
+def crossover_compute(N: ArrayLike, *, k, gamma) -> Array:
+    r"""Compute at which pretraining from scratch overtakes finetuning, across model sizes
+    (Longpre et al. 2025, section 6): :math:`C^*(N) = k N^\gamma` (paper: ``k = 1.114e6``, ``gamma = 1.65``).
+    """
+    return k * jnp.power(N, gamma)
+
+
+__all__ += [
+    "learning_curve",
+    "learning_curve_tokens",
+    "bilingual_transfer_score",
+    "tau_from_bts",
+    "bts_from_tau",
+    "curse_shares",
+    "curse_iso_loss",
+    "curse_min_compute",
+    "crossover_compute",
+]

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "atlas_bayes.cli.fit",
     "atlas_bayes.cli.demo",
     "atlas_bayes.cli.train",
+    "atlas_bayes.cli.analysis",
 )
 
 
