@@ -59,7 +59,8 @@ def curve_params(z: Mapping[str, jax.Array], *, L_ref, D_ref, offset) -> dict[st
     the loss at ``D_ref``, ``L(D_ref) = L_ref exp(0.2 z_L)``; the asymptote as a fraction of it,
     ``E = L(D_ref) sigmoid(1 + 1.5 z_E)`` (prior median 73 %); the log-log slope at ``D_ref``,
     ``g = -dlog L / dlog D = 0.1 exp(z_beta)``, from which ``beta = g L(D_ref) / (L(D_ref) - E)``
-    (so ``E`` and ``beta`` do not form the usual banana); the finetune offset
+    (so ``E`` and ``beta`` do not form the usual banana; :func:`learning_curve_model` adds a
+    ``LogNormal(log 0.4, 0.75)`` factor on ``beta`` itself); the finetune offset
     ``D0 = offset * D_ref exp(2 z_D0)``; the noise ``sigma = 0.02 exp(z_sigma)``. ``offset`` is 1
     for curves that start from a trained base (finetunes), else 0.
     """
@@ -87,6 +88,9 @@ def learning_curve_model(D, mask, L_ref, D_ref, offset, log_loss=None):
 
     z = {name: numpyro.sample(name, dist.Normal(0.0, 1.0)) for name in SITES}
     p = curve_params(z, L_ref=L_ref, D_ref=D_ref, offset=offset)
+    # A weakly informative prior on the exponent itself (on top of the one the sites induce): keeps the
+    # ridge E -> 0 / beta -> inf / D0 -> inf of flat finetune curves from trapping the sampler.
+    numpyro.factor("beta_prior", dist.LogNormal(jnp.log(0.4), 0.75).log_prob(p["beta"]))
     mean = jnp.log(laws.learning_curve(D, E=p["E"], B=p["B"], beta=p["beta"], D0=p["D0"], D_ref=D_ref))
     with numpyro.handlers.mask(mask=mask):
         numpyro.sample("log_loss", dist.Normal(mean, p["sigma"]), obs=log_loss)

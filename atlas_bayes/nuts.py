@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["NutsRun", "run_nuts", "summarise_diagnostics", "warn_diagnostics", "interval"]
+__all__ = ["NutsRun", "run_nuts", "make_sampler", "summarise_diagnostics", "warn_diagnostics", "interval"]
 
 
 class NutsRun(NamedTuple):
@@ -86,18 +86,22 @@ def run_nuts(
     max_tree_depth: int = 10,
     observed: Sequence[str] = (),
     skip: Sequence[str] = (),
+    sampler=None,
     **model_kwargs: Any,
 ) -> NutsRun:
     """Sample ``model(**model_kwargs)`` by NUTS; ``observed`` names the sites whose pointwise
-    log-likelihood is kept; ``skip`` names sites left out of R-hat and ESS (e.g. predictions)."""
-    import jax
-    from numpyro.infer import MCMC, NUTS, log_likelihood
+    log-likelihood is kept; ``skip`` names sites left out of R-hat and ESS (e.g. predictions).
 
-    if draws < 4 or warmup < 1 or chains < 1:
-        raise ValueError(f"need draws >= 4, warmup >= 1 and chains >= 1; got draws={draws}, warmup={warmup}, chains={chains}")
-    kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=dense_mass, max_tree_depth=max_tree_depth)
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="vectorized",
-                progress_bar=False)
+    ``sampler`` (from :func:`make_sampler`) reuses one compiled sampler for several data sets of the
+    same shapes (the model's arguments are then traced, not constants); it fixes the NUTS settings.
+    """
+    import jax
+    from numpyro.infer import log_likelihood
+
+    mcmc = sampler if sampler is not None else make_sampler(
+        model, warmup=warmup, draws=draws, chains=chains, target_accept=target_accept, dense_mass=dense_mass,
+        max_tree_depth=max_tree_depth)
+    chains, draws = mcmc.num_chains, mcmc.num_samples
     mcmc.run(jax.random.key(seed), extra_fields=("diverging",), **model_kwargs)
     grouped = mcmc.get_samples(group_by_chain=True)
     samples = {k: np.asarray(v) for k, v in grouped.items()}
@@ -109,6 +113,18 @@ def run_nuts(
         loglik = {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in ll.items() if k in observed}
     diag = summarise_diagnostics(samples, diverging, skip=skip)
     return NutsRun(samples=samples, log_likelihood=loglik, diverging=diverging, diagnostics=diag)
+
+
+def make_sampler(model, *, warmup: int = 1000, draws: int = 1000, chains: int = 2, target_accept: float = 0.9,
+                 dense_mass: bool = False, max_tree_depth: int = 10, jit_model_args: bool = True):
+    """A NumPyro ``MCMC`` (NUTS, vectorised chains, no progress bar) for :func:`run_nuts`."""
+    from numpyro.infer import MCMC, NUTS
+
+    if draws < 4 or warmup < 1 or chains < 1:
+        raise ValueError(f"need draws >= 4, warmup >= 1 and chains >= 1; got draws={draws}, warmup={warmup}, chains={chains}")
+    kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=dense_mass, max_tree_depth=max_tree_depth)
+    return MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="vectorized",
+                progress_bar=False, jit_model_args=jit_model_args)
 
 
 def interval(draws: np.ndarray, level: float, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
