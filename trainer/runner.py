@@ -270,10 +270,16 @@ def run_job(job: Job, source, *, runs_dir: str | Path, sources: Sequence[str] | 
         params, _ = checkpoint.load_params(job.base_checkpoint, state.params)
         state = state._replace(params=jax.device_put(params, replicated))
 
+    bounded = trainer.bounded_dispatch
+
     def train(st: TrainState, lrs: np.ndarray, start: int, stop: int):
-        metrics = None
-        for s in range(start, stop):  # the hot loop: no host syncs
+        metrics = previous = None
+        for s in range(start, stop):  # the hot loop: nothing is fetched from the device
             st, metrics = trainer.step(st, smp.batch(s), lrs[s])
+            if bounded:  # see Trainer.bounded_dispatch: wait for the step before, never the current one
+                if previous is not None:
+                    previous.block_until_ready()
+                previous = metrics["loss"]
         if progress and stop > start:
             progress(stop - start)
         return st, metrics
@@ -282,16 +288,15 @@ def run_job(job: Job, source, *, runs_dir: str | Path, sources: Sequence[str] | 
     every = job.train.checkpoint_every
     events = sorted({p for p in evals if p > step} | {b for b in starts if b >= step}
                     | set(range((step // every + 1) * every, last_start, every)))
-    metrics, last_ckpt, written = None, step, []
+    metrics, written = None, []
     for event in events:
         state, m = train(state, trunk_lr, step, event)
         metrics, step = m or metrics, event
         if step in evals and not any(h["step"] == step for h in history):
             history.append(evaluate(state, metrics, trunk_lr[max(step - 1, 0)], job))
         branching = [i for i, b in enumerate(starts) if b == step]
-        if branching or step - last_ckpt >= every:
+        if branching or step % every == 0:
             checkpoint.save(ckpt_path, state, meta={"job_hash": job_hash, "step": step, "history": history})
-            last_ckpt = step
         for i in branching:
             run, (trunk_points, decay_points) = todo[i], own[i]
             lrs = schedule.values(schedule.wsd(opt, run.steps), 0, run.steps)

@@ -42,5 +42,11 @@ def wsd(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
 
 
 def values(schedule: optax.Schedule, start: int, stop: int) -> np.ndarray:
-    """``schedule`` at steps ``start..stop-1`` as a float32 host array (one evaluation per segment)."""
-    return np.asarray(schedule(np.arange(start, stop)), dtype=np.float32)
+    """``schedule`` at steps ``start..stop-1`` as a float32 host array (one evaluation per segment).
+
+    Evaluated on a power-of-two number of steps, so the few eager JAX operations behind an optax schedule
+    compile for a handful of lengths per process rather than once for every run length.
+    """
+    n = max(stop - start, 1)
+    padded = 1 << (n - 1).bit_length()
+    return np.asarray(schedule(np.arange(start, start + padded)), dtype=np.float32)[: stop - start]

@@ -17,6 +17,8 @@ evaluation sums (over byte targets only, separators and padding left out) to bit
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import math
 from collections.abc import Sequence
@@ -31,7 +33,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from trainer import model as model_lib
 from trainer.config import ModelConfig, OptimConfig
 
-__all__ = ["TrainState", "Trainer", "hyperparams", "make_optimizer", "make_trainer", "local_devices", "bits_per_byte"]
+__all__ = ["TrainState", "Trainer", "hyperparams", "make_optimizer", "make_trainer", "local_devices", "bits_per_byte",
+           "count_compilations"]
 
 
 class TrainState(NamedTuple):
@@ -65,6 +68,17 @@ class Trainer(NamedTuple):
     @property
     def num_devices(self) -> int:
         return self.mesh.devices.size
+
+    @property
+    def bounded_dispatch(self) -> bool:
+        """Whether the training loop must keep at most two steps in flight.
+
+        XLA's in-process CPU collectives (jax 0.10) deadlock when many data-parallel steps are queued
+        on several host CPU devices (the all-reduce rendezvous never completes). Waiting for step
+        ``k - 1`` to finish before queuing step ``k + 1`` avoids it and still keeps a step queued, so
+        the devices never idle. Accelerators and single devices queue freely.
+        """
+        return self.num_devices > 1 and self.mesh.devices.flat[0].platform == "cpu"
 
 
 def _decay_mask(params):
@@ -109,6 +123,30 @@ def make_trainer(model_cfg: ModelConfig, devices: Sequence[jax.Device] | None = 
     Cached: every call with the same shape and devices in a process returns the same compiled functions.
     """
     return _make_trainer(model_cfg, tuple(devices) if devices is not None else local_devices("auto"))
+
+
+_BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def count_compilations():
+    """Count XLA compilations (or persistent-cache loads) per jitted function inside the block.
+
+    Yields a ``collections.Counter`` keyed by function name (``"step"``, ``"evaluate"``...), filled from
+    JAX's monitoring events, so it counts what XLA compiled, not what Python traced.
+    """
+    counts: collections.Counter = collections.Counter()
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == _BACKEND_COMPILE:
+            name = str(kwargs.get("fun_name", "?"))
+            counts[name.removeprefix("jit(").removesuffix(")")] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @functools.lru_cache(maxsize=32)
