@@ -524,16 +524,29 @@ def _enable_compile_cache(path: Path) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _init_worker(cache_dir: str | None) -> None:
+_WORKER: dict = {}  # per worker process: the progress queue it was started with
+
+
+def _init_worker(cache_dir: str | None, progress_queue) -> None:
+    _WORKER["progress"] = progress_queue
     if cache_dir:
         _enable_compile_cache(Path(cache_dir))
 
 
 def _work(job: Job, data: DataConfig, cap: float, text_cache: str | None, runs_dir: str, sources: list[str],
-          attrs: dict, progress_queue) -> list[str]:
+          attrs: dict) -> list[str]:
     source = _open(data, cap, text_cache)
-    report = (lambda n: progress_queue.put(n)) if progress_queue is not None else None
-    return runner.run_job(job, source, runs_dir=runs_dir, sources=sources, attrs=attrs, progress=report)
+
+    def report(n: int) -> None:
+        try:
+            _WORKER["progress"].put(n)
+        except (OSError, EOFError):  # the main process is gone or shutting down: keep training
+            pass
+
+    try:
+        return runner.run_job(job, source, runs_dir=runs_dir, sources=sources, attrs=attrs, progress=report)
+    except KeyboardInterrupt:  # Ctrl-C: the job's last checkpoint stays for the next run; no traceback
+        return []
 
 
 def run_sweep(spec: str | os.PathLike | Sweep, *, out: str | os.PathLike, workers: int = 1, progress: bool = True,
@@ -635,12 +648,11 @@ def _ordered(jobs: list[Job]) -> list[Job]:
 
 def _pool(todo, sweep, cap, text_cache, runs_dir, sources, attrs, workers, bar, finished, cache_dir) -> None:
     ctx = mp.get_context("spawn")
-    manager = ctx.Manager()
-    q = manager.Queue()
+    q = ctx.Queue()
     waiting = _ordered(todo)
     running: dict[cf.Future, Job] = {}
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(cache_dir,)) as pool:
+                                initargs=(cache_dir, q)) as pool:
         try:
             while waiting or running:
                 pending_ids = {r.run_id for j in list(running.values()) + waiting for r in j.runs}
@@ -650,7 +662,7 @@ def _pool(todo, sweep, cap, text_cache, runs_dir, sources, attrs, workers, bar, 
                             continue  # its base is still training
                         raise ValueError(f"finetune {job.runs[0].run_id!r}: base checkpoint {job.base_checkpoint!r} is missing")
                     waiting.remove(job)
-                    running[pool.submit(_work, job, sweep.data, cap, text_cache, str(runs_dir), sources, attrs, q)] = job
+                    running[pool.submit(_work, job, sweep.data, cap, text_cache, str(runs_dir), sources, attrs)] = job
                 done, _ = cf.wait(list(running), timeout=0.2, return_when=cf.FIRST_COMPLETED)
                 _drain(q, bar)
                 for fut in done:
@@ -660,9 +672,18 @@ def _pool(todo, sweep, cap, text_cache, runs_dir, sources, attrs, workers, bar, 
         except BaseException:
             for fut in running:
                 fut.cancel()
+            # Stop the jobs in progress too (their trunk checkpoints are on disk): a short grace period,
+            # then terminate, so a worker does not pick up a queued job and finish it first.
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            deadline = time.monotonic() + 5.0
+            for proc in procs:
+                proc.join(max(0.0, deadline - time.monotonic()))
+                if proc.is_alive():
+                    proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
-        finally:
-            manager.shutdown()
+    _drain(q, bar)
+    q.close()
 
 
 def _drain(q, bar) -> None:
