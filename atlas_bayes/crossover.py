@@ -78,7 +78,7 @@ def _base_tokens(fin: xr.Dataset, runs: list[int], override: float | None) -> fl
 def find_crossover_runs(cube: xr.Dataset, *, target: str, base_tokens: float | None = None) -> CrossoverRuns:
     """Pretraining (``kind='pretrain'``, mix ``t=1``) and finetune (``kind='finetune'``, mix ``t=1``) runs
     of ``target``, paired by model size. Errors name the runs to add."""
-    from atlas_bayes.curves import group_units
+    from atlas_bayes.curves import fresh_data, group_units
 
     fin = cube_lib.final(cube)
     langs = cube_lib.languages(fin)
@@ -89,7 +89,7 @@ def find_crossover_runs(cube: xr.Dataset, *, target: str, base_tokens: float | N
     if "kind" not in fin:
         raise ValueError(f"no finetune runs: the cube has no kind variable; add finetune runs of {target!r} (kind='finetune', "
                          f"mix {target}=1, from a multilingual base) and pretraining runs of {target!r} at the same sizes")
-    only_t = np.abs(fin["mix"].sel(src=target).values - 1.0) < _TOL
+    only_t = (np.abs(fin["mix"].sel(src=target).values - 1.0) < _TOL) & fresh_data(cube)  # no repeated-data runs
     kind = fin["kind"].values
     pre, ft = np.flatnonzero(only_t & (kind == "pretrain")), np.flatnonzero(only_t & (kind == "finetune"))
     if not len(ft):

@@ -56,7 +56,7 @@ class CurseData(NamedTuple):
     loss: np.ndarray
     run: np.ndarray
     targets: tuple[str, ...]
-    excluded: int  # runs left out: not uniform mixtures (or finetunes)
+    excluded: int  # runs left out: not uniform mixtures, finetunes, or repeated data
 
 
 def _summary(v: np.ndarray, level: float) -> dict[str, float]:
@@ -81,6 +81,9 @@ def curse_data(cube: xr.Dataset, *, targets: Sequence[str] | None = None, relate
     uniform = np.all(np.where(used, np.abs(mix - 1.0 / np.maximum(K, 1)[:, None]) < _TOL, True), axis=1) & (top > 0)
     if "kind" in fin:
         uniform &= np.asarray(fin["kind"].values == "pretrain")
+    from atlas_bayes.curves import fresh_data
+
+    uniform &= fresh_data(cube)  # the law has no repetition term
     if not uniform.any():
         raise ValueError("no uniform K-language pretraining mixtures in the cube (every language at weight 1/K): add runs "
                          "with mix a=0.5,b=0.5 (K=2), a=0.25,...,d=0.25 (K=4) and monolingual ones (K=1)")
@@ -215,7 +218,7 @@ def compare_related(cube: xr.Dataset, *, targets: Sequence[str] | None = None, *
     opts = _opts(options)
     # One compiled sampler for both fits: the switch `related` is data, so the shapes agree.
     sampler = make_sampler(curse_model, warmup=opts["warmup"], draws=opts["draws"], chains=opts["chains"],
-                           target_accept=opts["target_accept"], dense_mass=True)
+                           target_accept=opts["target_accept"], dense_mass=True, jit_model_args=True)
     plain = _fit(data, cube, related=False, sampler=sampler, **opts)
     rel = _fit(data, cube, related=True, sampler=sampler, **opts)
     with warnings.catch_warnings():

@@ -43,10 +43,15 @@ __all__ = [
     "choose_points",
     "unit_curve",
     "stack_curves",
+    "fresh_data",
 ]
 
 SITES = ("z_L", "z_E", "z_beta", "z_D0", "z_sigma")
-_BUCKET = 8  # curves and checkpoints are padded to a multiple of this: fewer recompilations
+# Curves are padded to a power of two (at least 32) and points to a multiple of 16: one compilation
+# of the sampler serves most cube shapes.
+_MIN_CURVES, _POINTS = 32, 16
+
+SIGMA_MIN = 0.002  # smallest log-loss scatter of checkpoints about their curve
 
 Points = Literal["auto", "finals", "stable", "checkpoints"]
 POINTS: tuple[str, ...] = get_args(Points)
@@ -61,7 +66,8 @@ def curve_params(z: Mapping[str, jax.Array], *, L_ref, D_ref, offset) -> dict[st
     ``g = -dlog L / dlog D = 0.1 exp(z_beta)``, from which ``beta = g L(D_ref) / (L(D_ref) - E)``
     (so ``E`` and ``beta`` do not form the usual banana; :func:`learning_curve_model` adds a
     ``LogNormal(log 0.4, 0.75)`` factor on ``beta`` itself); the finetune offset
-    ``D0 = offset * D_ref exp(2 z_D0)``; the noise ``sigma = 0.02 exp(z_sigma)``. ``offset`` is 1
+    ``D0 = offset * D_ref exp(2 z_D0)``; the noise ``sigma = 0.002 + 0.01 exp(z_sigma)`` (a 0.2 %
+    floor: checkpoints never follow a power law more closely, and without it sparse curves funnel). ``offset`` is 1
     for curves that start from a trained base (finetunes), else 0.
     """
     level = L_ref * jnp.exp(0.2 * z["z_L"])
@@ -73,7 +79,8 @@ def curve_params(z: Mapping[str, jax.Array], *, L_ref, D_ref, offset) -> dict[st
     beta = 0.1 * jnp.exp(z["z_beta"]) * shift / (1.0 - frac)
     # B is the reducible loss at D = D_ref - D0, so that L(D_ref) = level.
     B = (level - E) * jnp.power(shift, beta)
-    return {"E": E, "B": B, "beta": beta, "D0": D0, "sigma": 0.02 * jnp.exp(z["z_sigma"])}
+    # the floor SIGMA_MIN keeps a curve that a power law fits almost exactly (few points) out of a funnel
+    return {"E": E, "B": B, "beta": beta, "D0": D0, "sigma": SIGMA_MIN + 0.01 * jnp.exp(z["z_sigma"])}
 
 
 def learning_curve_model(D, mask, L_ref, D_ref, offset, log_loss=None):
@@ -215,8 +222,8 @@ def fit_curves(
     }
     # Pad checkpoints (masked out) and curves (copies of the first) to buckets: one compilation serves
     # many cube shapes.
-    data = {k: (_pad(v, _BUCKET, 1, v[0, 0] if k != "mask" else False) if v.ndim == 2 else v) for k, v in data.items()}
-    pad_n = -n % _BUCKET
+    data = {k: (_pad(v, _POINTS, 1, v[0, 0] if k != "mask" else False) if v.ndim == 2 else v) for k, v in data.items()}
+    pad_n = max(_MIN_CURVES, 1 << (n - 1).bit_length()) - n
     data = {k: np.concatenate([v, np.repeat(v[:1], pad_n, axis=0)]) if pad_n else v for k, v in data.items()}
     data = {k: jnp.asarray(v, dtype=bool if k == "mask" else jnp.float32) for k, v in data.items()}
     z, diverging = _sample(
@@ -294,16 +301,28 @@ def simulate_curves(
 # ----------------------------------------------------------------------------- curves from a run cube
 
 
-def group_units(cube, runs: Sequence[int]) -> list[tuple[int, ...]]:
-    """Group ``runs`` (positions in ``cube``) into *units*: runs that differ only in their token budget.
+def fresh_data(cube) -> np.ndarray:
+    """Runs (by position) that never repeat data: ``mix * D <= U`` for every training language.
 
-    Same ``N``, mixture, ``kind``, ``base``/``D_base`` and ``seed`` (when the cube has them) = one
-    unit; a unit's runs in order of budget. Seeds are separate units.
+    Transfer scores, crossovers and the curse law all assume fresh data; repeated-data runs
+    (the saturation ``S(D; U)`` regime) are left out of them.
     """
     from atlas_bayes import cube as cube_lib
 
     fin = cube_lib.final(cube)
-    cols = [fin["N"].values, *fin["mix"].values.T]
+    return np.asarray((cube_lib.tokens_per_source(fin) <= fin["U"] * (1 + 1e-9)).all("src").values)
+
+
+def group_units(cube, runs: Sequence[int]) -> list[tuple[int, ...]]:
+    """Group ``runs`` (positions in ``cube``) into *units*: runs that differ only in their token budget.
+
+    Same ``N``, mixture, unique-token budgets ``U``, ``kind``, ``base``/``D_base`` and ``seed`` (when
+    the cube has them) = one unit; a unit's runs in order of budget. Seeds are separate units.
+    """
+    from atlas_bayes import cube as cube_lib
+
+    fin = cube_lib.final(cube)
+    cols = [fin["N"].values, *fin["mix"].values.T, *fin["U"].values.T]
     for name in ("kind", "base", "D_base", "seed"):
         if name in fin and fin[name].dims == ("run",):
             cols.append(fin[name].values)

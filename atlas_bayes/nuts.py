@@ -116,7 +116,7 @@ def run_nuts(
 
 
 def make_sampler(model, *, warmup: int = 1000, draws: int = 1000, chains: int = 2, target_accept: float = 0.9,
-                 dense_mass: bool = False, max_tree_depth: int = 10, jit_model_args: bool = True):
+                 dense_mass: bool = False, max_tree_depth: int = 10, jit_model_args: bool = False):
     """A NumPyro ``MCMC`` (NUTS, vectorised chains, no progress bar) for :func:`run_nuts`."""
     from numpyro.infer import MCMC, NUTS
 

@@ -76,7 +76,7 @@ def transfer_heatmap(ds: xr.Dataset, path: str | os.PathLike, *, horizon: float 
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.35", linewidth=0))
     if predicted.any():
         pi, pj = np.nonzero(predicted)
-        ax.scatter(pj, pi, s=6, c="k", marker="o", linewidths=0)
+        ax.scatter(pj + 0.32, pi - 0.32, s=7, c="k", marker="o", linewidths=0)  # corner dot: clear of the text
     if max(n_t, n_s) <= 12:
         for i, j in zip(*np.nonzero(finite)):
             ax.text(j, i, f"{mean[i, j]:+.2f}", ha="center", va="center", fontsize=7,

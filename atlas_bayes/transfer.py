@@ -55,18 +55,19 @@ def _pretrain(fin: xr.Dataset) -> np.ndarray:
 
 
 def find_transfer_runs(cube: xr.Dataset, *, N: float | None = None) -> TransferRuns:
-    """Monolingual and 50/50 bilingual pretraining runs at one model size, checked for completeness.
+    """Monolingual and 50/50 bilingual pretraining runs on fresh data at one model size, checked for
+    completeness (runs that repeat data, ``mix * D > U``, are left out).
 
     Raises ``ValueError`` naming the runs to add: no bilingual runs, several sizes without ``N``, or
     a bilingual cell without the monolingual baseline of its target.
     """
-    from atlas_bayes.curves import group_units
+    from atlas_bayes.curves import fresh_data, group_units
 
     fin = cube_lib.final(cube)
     srcs = [str(s) for s in fin["src"].values]
     langs = cube_lib.languages(fin)
     mix = fin["mix"].values
-    pre = _pretrain(fin)
+    pre = _pretrain(fin) & fresh_data(cube)  # repeated-data runs are not baselines
     used = mix > _TOL
     is_mono = pre & (used.sum(1) == 1)
     is_bi = pre & (used.sum(1) == 2) & (np.abs(np.where(used, mix, 0.5) - 0.5) < _TOL).all(1)

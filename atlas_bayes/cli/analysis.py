@@ -105,7 +105,7 @@ def _transfer(args: argparse.Namespace) -> None:
             if r["horizon"] != float(h):
                 continue
             notes = [n for n, on in (("uncertain", r["uncertain"]), (f"extrapolated {r['extrapolated']:.0%}", r["extrapolated"] > 0.05),
-                                     (f"unreachable {r['p_unreachable']:.0%}", r["p_unreachable"] > 0)) if on]
+                                     (f"unreachable {r['p_unreachable']:.0%}", r["p_unreachable"] >= 0.005)) if on]
             print(f"  {r['target']:>8} {r['source']:>8} {r['mean']:>+8.3f}   [{r['lower']:+.3f}, {r['upper']:+.3f}]"
                   f"{'':<3} {r['p_positive']:>6.2f}  {', '.join(notes)}")
     if model is not None:

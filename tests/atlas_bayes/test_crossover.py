@@ -114,3 +114,29 @@ def test_crossover_cli_json(cube, tmp_path, capsys):
         assert main(args) == 0
     text = capsys.readouterr().out
     assert "base compute sunk (the paper)" in text and "C*(N) = k N^gamma over 3 sizes" in text and "P(finetune better" in text
+
+
+@pytest.mark.slow
+def test_exp_crossover_sweep_end_to_end(tmp_path):
+    import dataclasses
+
+    from trainer import sweep as sweep_lib
+
+    s = sweep_lib.load_sweep("exp_crossover")
+    factor = 8
+
+    def shrink(g):
+        optim = dataclasses.replace(g.train.optim, warmup_steps=2)
+        base = tuple((k, v / factor if k == "tokens" else v) for k, v in g.base) if isinstance(g.base, tuple) else g.base
+        return dataclasses.replace(g, scales=("s01", "s02") if g.scales else (), tokens=tuple(t / factor for t in g.tokens)[-4:],
+                                   base=base, train=dataclasses.replace(g.train, batch_size=8, optim=optim, eval_points=3))
+
+    s = dataclasses.replace(s, data=dataclasses.replace(s.data, seq_len=32, test_tokens=512),
+                            groups=tuple(shrink(g) for g in s.groups))
+    res = sweep_lib.run_sweep(s, out=tmp_path / "cube.nc", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        out = crossover.crossover(res.cube, target="ama", include_base_compute=True, budget=1e4, **FAST)
+    assert len(out.table) == 2 and out.diagnostics["points"] == "finals"
+    assert np.allclose(out.table["D_base"], 4e4, rtol=0.01)  # the base's 3.2e5 / 8 tokens (whole steps), from D_base
+    assert np.all((out.table["p_finetune_better"] >= 0) & (out.table["p_finetune_better"] <= 1))

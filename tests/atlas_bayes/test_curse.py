@@ -127,3 +127,24 @@ def test_curse_cli_on_a_fit_file(compared, tmp_path, capsys):
         assert main(["curse", str(path)]) == 0
     text = capsys.readouterr().out
     assert "C'/C" in text and "iso-loss curve" in text and "phi" in text
+
+
+@pytest.mark.slow
+def test_exp_curse_sweep_end_to_end(tmp_path):
+    import dataclasses
+
+    from trainer import sweep as sweep_lib
+
+    s = sweep_lib.load_sweep("exp_curse")
+    g = s.groups[0]
+    optim = dataclasses.replace(g.train.optim, warmup_steps=3)
+    g = dataclasses.replace(g, scales=("s01", "s02"), tokens=(1e4, 2e4), mixtures=g.mixtures[:3],  # K = 1, 2, 4
+                            train=dataclasses.replace(g.train, batch_size=8, optim=optim, eval_points=3))
+    s = dataclasses.replace(s, data=dataclasses.replace(s.data, seq_len=32, test_tokens=512), groups=(g,))
+    res = sweep_lib.run_sweep(s, out=tmp_path / "cube.nc", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        fit = curse.fit_curse(res.cube, draws=100, warmup=100)
+    assert set(fit.targets) == {"ama", "bel", "cai", "ami"}
+    out = curse.curse_scaling_summary(fit, from_k=2, to_k=4)
+    assert out["min_compute"]["C"]["lower"] <= out["min_compute"]["C"]["upper"]

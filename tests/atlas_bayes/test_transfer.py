@@ -231,3 +231,40 @@ def test_paper_matrix_and_model_errors():
     unknown = pd.DataFrame(np.full((3, 3), 0.1), index=["en", "fr", "xx"], columns=["en", "fr", "xx"])
     with pytest.raises(ValueError, match=r"no script/family metadata for language\(s\) \['xx'\]"):
         transfer_model.fit_transfer_matrix(unknown)
+
+
+# ----------------------------------------------------------------------------- the shipped experiment
+
+
+def _tiny_sweep(name, *, factor, scales=("s01",)):
+    """A shipped experiment sweep at toy size: smallest scales, budgets / ``factor``, short sequences."""
+    import dataclasses
+
+    from trainer import sweep as sweep_lib
+
+    s = sweep_lib.load_sweep(name)
+
+    def shrink(g):
+        optim = dataclasses.replace(g.train.optim, warmup_steps=3)
+        train = dataclasses.replace(g.train, batch_size=8, optim=optim, eval_points=3)
+        base = tuple((k, v / factor if k == "tokens" else v) for k, v in g.base) if isinstance(g.base, tuple) else g.base
+        return dataclasses.replace(g, scales=scales if g.scales else g.scales, tokens=tuple(t / factor for t in g.tokens),
+                                   train=train, base=base)
+
+    data = dataclasses.replace(s.data, seq_len=32, test_tokens=512)
+    return dataclasses.replace(s, data=data, groups=tuple(shrink(g) for g in s.groups))
+
+
+@pytest.mark.slow
+def test_exp_transfer_sweep_end_to_end(tmp_path):
+    from trainer import sweep as sweep_lib
+
+    only = ["mono.*mono:ama.*", "mono.*mono:ami.*", "mono.*mono:bel.*", "bi.*bi:ama+ami.*", "bi.*bi:ama+bel.*"]
+    res = sweep_lib.run_sweep(_tiny_sweep("exp_transfer", factor=16), out=tmp_path / "cube.nc", progress=False, only=only)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        s = transfer.transfer_scores(res.cube, **FAST)
+    assert s.attrs["points"] == "finals"  # four budgets per configuration
+    assert set(map(tuple, np.argwhere(s["measured"].values))) == {(0, 1), (0, 2), (1, 0), (2, 0)}
+    assert np.all(np.isfinite(s["mean"].values[s["measured"].values]))
+    assert res.cube.attrs["language_metadata"]["ama"]["script"] == "Latn"  # metadata travel with the cube
