@@ -77,29 +77,26 @@ than warmup, empty corpora, a language without test text) is raised before any t
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import fnmatch
-import json
 import math
-import multiprocessing as mp
 import os
-import queue as queue_lib
 import time
 import tomllib
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from trainer import mixtures as mix_lib
-from trainer import runner, scales, schedule
+from trainer import runner, scales
 from trainer.config import DataConfig, ModelConfig, TrainConfig, check_keys, get_int, get_str
-from trainer.runner import Job, RunSpec
+from trainer.plan import plan
+from trainer.pool import enable_compile_cache, open_source_cached, ordered, run_pool
+from trainer.runner import Job
 
 __all__ = ["Group", "Sweep", "SweepResult", "load_sweep", "plan", "run_sweep", "merge", "resolve_path", "runs_dir_for",
-           "shipped_sweeps"]
+           "shipped_sweeps", "max_tokens_needed", "select_runs"]
 
 GROUP_KEYS = ("name", "kind", "scales", "tokens", "mixtures", "unique", "seeds", "train", "save_checkpoints", "base")
 SCALE_KEYS = ("width", "depth", "heads", "ff_mult")
@@ -342,140 +339,6 @@ def _data_langs(data: DataConfig) -> list[str]:
     return langs
 
 
-# ----------------------------------------------------------------------------- planning
-
-
-def _si(x: float) -> str:
-    if math.isinf(x):
-        return "inf"
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if x >= div:
-            return f"{x / div:.4g}{suffix}"
-    return f"{x:.4g}"
-
-
-def _u_label(u: tuple[tuple[str, float], ...]) -> str:
-    if len(u) == 1 and u[0][0] == "*":
-        return "U" + _si(u[0][1])
-    return "U(" + ",".join(f"{l}={_si(v)}" for l, v in u) + ")"
-
-
-def _u_for(u: tuple[tuple[str, float], ...], langs: Sequence[str]) -> dict[str, float]:
-    table = dict(u)
-    return {l: table.get(l, table.get("*", math.inf)) for l in langs}
-
-
-def _cell_index(*coords: Any) -> int:
-    return zlib.crc32(json.dumps(coords, default=str).encode()) & 0x7FFFFFFF
-
-
-def _steps(tokens: float, train: TrainConfig, seq_len: int, where: str) -> int:
-    per = train.batch_size * seq_len
-    steps = int(round(tokens / per))
-    if steps < 1:
-        raise ValueError(f"{where}: token budget D={tokens:.4g} is less than one step of batch_size x seq_len = {per} tokens")
-    start = schedule.decay_start(steps, train.optim.decay_fraction)
-    if start < train.optim.warmup_steps:
-        raise ValueError(f"{where}: token budget D={tokens:.4g} is {steps} steps of {per} tokens; its decay would start at "
-                         f"step {start}, before warmup ends at step {train.optim.warmup_steps}: raise D or lower warmup_steps")
-    return steps
-
-
-def plan(sweep: Sweep, source, runs_dir: str | Path) -> list[Job]:
-    """Every job of the sweep, pretraining first; raises ``ValueError`` for any impossible cell."""
-    runs_dir = Path(runs_dir)
-    langs = list(source.langs)
-    eval_langs = tuple(sweep.data.eval_langs or langs)
-    available = {l: source.available(l) for l in langs}
-    jobs: list[Job] = []
-    base_runs: dict[str, list[tuple[Job, RunSpec, float]]] = {}
-    needed_bases = {dict(g.base)["group"] for g in sweep.groups if isinstance(g.base, tuple)}
-    for g in sweep.groups:
-        if g.kind != "pretrain":
-            continue
-        for scale in g.scales:
-            model = sweep.model(scale)
-            for m in g.mixtures:
-                for u in g.unique:
-                    for seed in g.seeds:
-                        jobs.append(_job(sweep, g, scale, model, m, u, seed, eval_langs, available, base_runs,
-                                         keep=g.save_checkpoints or g.name in needed_bases))
-    for g in sweep.groups:
-        if g.kind != "finetune":
-            continue
-        for scale, model, base in _bases(g, base_runs, runs_dir, sweep):
-            for m in g.mixtures:
-                for u in g.unique:
-                    for seed in g.seeds:
-                        jobs.append(_job(sweep, g, scale, model, m, u, seed, eval_langs, available, base_runs,
-                                         keep=g.save_checkpoints, base=base))
-    return jobs
-
-
-def _job(sweep, g: Group, scale, model, m, u, seed, eval_langs, available, base_runs, *, keep, base=None) -> Job:
-    where = f"[[group]] {g.name!r}"
-    budgets = [(t, _steps(t, g.train, model.seq_len, where)) for t in g.tokens]
-    steps = [s for _, s in budgets]
-    if len(set(steps)) < len(steps):
-        raise ValueError(f"{where}: token budgets {', '.join(_si(t) for t, _ in budgets)} round to the same number of "
-                         f"steps ({steps}); space them further apart")
-    U = _u_for(u, m.langs)
-    weights = mix_lib.resolve(m, budget=max(t for t, _ in budgets), unique=U, available=available)
-    base_id = ""
-    prefix = f"{g.name}.{scale}"
-    if base is not None:
-        base_id = base[0]
-        prefix = f"{g.name}.{scale}.from[{base_id}]"
-    runs = tuple(RunSpec(run_id=f"{prefix}.{m.name}.{_u_label(u)}.s{seed}.D{_si(t)}", steps=s, save_checkpoint=keep)
-                 for t, s in budgets)
-    job = Job(group=g.name, kind=g.kind, scale=scale, model=model, train=g.train, mixture=m.name,
-              weights=tuple((l, w) for l, w in weights.items() if w > 0),
-              unique=tuple(sorted((l, v) for l, v in U.items() if l in weights and weights[l] > 0)),
-              seed=seed, cell_index=_cell_index(g.name, scale, m.name, u, base_id), runs=runs,
-              eval_langs=tuple(eval_langs), test_tokens=sweep.data.test_tokens,
-              base=base_id, base_checkpoint=str(base[2]) if base else "", base_tokens=int(base[1]) if base else 0)
-    if g.kind == "pretrain":
-        for (t, _), r in zip(budgets, runs):
-            base_runs.setdefault(g.name, []).append((job, r, t))
-    return job
-
-
-def _bases(g: Group, base_runs, runs_dir: Path, sweep: Sweep) -> list[tuple[str, ModelConfig, tuple]]:
-    """``(scale, model, (base run id, base tokens, checkpoint path))`` of each base a finetune group names."""
-    where = f"[[group]] {g.name!r}.base"
-    if isinstance(g.base, str):
-        from trainer import checkpoint
-
-        path = Path(g.base) if os.path.isabs(g.base) else Path(sweep.path).parent / g.base
-        meta = checkpoint.read_meta(path)
-        if "model" not in meta:
-            raise ValueError(f"{where}: {str(path)!r} is not a final checkpoint written by the trainer (no model in its metadata)")
-        model = ModelConfig(**meta["model"])
-        if model.seq_len != sweep.data.seq_len:
-            raise ValueError(f"{where}: the checkpoint was trained with seq_len={model.seq_len}, the sweep uses {sweep.data.seq_len}")
-        return [(meta.get("scale", "custom"), model, (meta.get("run_id", path.stem), meta.get("tokens", 0), path))]
-    sel = dict(g.base)
-    matches = []
-    for job, run, tokens in base_runs.get(sel["group"], []):
-        if "scale" in sel and job.scale != sel["scale"]:
-            continue
-        if "tokens" in sel and not math.isclose(tokens, float(sel["tokens"]), rel_tol=1e-9):
-            continue
-        if "mixture" in sel and job.mixture != sel["mixture"]:
-            continue
-        if "seed" in sel and job.seed != sel["seed"]:
-            continue
-        matches.append((job.scale, job.model, (run.run_id, run.steps * job.tokens_per_step,
-                                               runner.final_checkpoint_path(runs_dir, run.run_id))))
-    if not matches:
-        have = base_runs.get(sel["group"], [])
-        raise ValueError(f"{where} {sel} matches no run of group {sel['group']!r} (its scales: "
-                         f"{', '.join(sorted({j.scale for j, _, _ in have}))}; tokens: "
-                         f"{', '.join(_si(t) for t in sorted({t for _, _, t in have}))}; mixtures: "
-                         f"{', '.join(sorted({j.mixture for j, _, _ in have}))})")
-    return matches
-
-
 # ----------------------------------------------------------------------------- execution
 
 
@@ -485,23 +348,11 @@ def runs_dir_for(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + "_runs")
 
 
-def _max_tokens(sweep: Sweep) -> float:
+def max_tokens_needed(sweep: Sweep) -> float:
+    """An upper bound on the training tokens any run of ``sweep`` reads from one language (reading cap)."""
     biggest = max(max(g.tokens) for g in sweep.groups)
     finite_u = [v for g in sweep.groups for u in g.unique for _, v in u if math.isfinite(v)]
     return max([biggest] + finite_u) + 2 * sweep.data.seq_len + 2
-
-
-_SOURCES: dict = {}
-
-
-def _open(data: DataConfig, cap: float, text_cache: str | None):
-    key = (data, cap, text_cache)
-    if key not in _SOURCES:
-        from trainer.corpus import open_source
-
-        _SOURCES.clear()
-        _SOURCES[key] = open_source(data, max_train_tokens=cap, cache_dir=text_cache)
-    return _SOURCES[key]
 
 
 def _attrs(sweep: Sweep, source) -> dict:
@@ -513,40 +364,6 @@ def _attrs(sweep: Sweep, source) -> dict:
     if rel is not None:
         attrs["relatedness"] = rel
     return attrs
-
-
-def _enable_compile_cache(path: Path) -> None:
-    import jax
-
-    if not jax.config.jax_compilation_cache_dir:
-        path.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
-_WORKER: dict = {}  # per worker process: the progress queue it was started with
-
-
-def _init_worker(cache_dir: str | None, progress_queue) -> None:
-    _WORKER["progress"] = progress_queue
-    if cache_dir:
-        _enable_compile_cache(Path(cache_dir))
-
-
-def _work(job: Job, data: DataConfig, cap: float, text_cache: str | None, runs_dir: str, sources: list[str],
-          attrs: dict) -> list[str]:
-    source = _open(data, cap, text_cache)
-
-    def report(n: int) -> None:
-        try:
-            _WORKER["progress"].put(n)
-        except (OSError, EOFError):  # the main process is gone or shutting down: keep training
-            pass
-
-    try:
-        return runner.run_job(job, source, runs_dir=runs_dir, sources=sources, attrs=attrs, progress=report)
-    except KeyboardInterrupt:  # Ctrl-C: the job's last checkpoint stays for the next run; no traceback
-        return []
 
 
 def run_sweep(spec: str | os.PathLike | Sweep, *, out: str | os.PathLike, workers: int = 1, progress: bool = True,
@@ -571,12 +388,12 @@ def run_sweep(spec: str | os.PathLike | Sweep, *, out: str | os.PathLike, worker
     sweep = spec if isinstance(spec, Sweep) else load_sweep(spec)
     out = Path(out)
     runs_dir = Path(runs_dir) if runs_dir is not None else runs_dir_for(out)
-    cap = _max_tokens(sweep)
+    cap = max_tokens_needed(sweep)
     text_cache = str(runs_dir / "text")
-    source = _open(sweep.data, cap, text_cache)
+    source = open_source_cached(sweep.data, cap, text_cache)
     jobs = plan(sweep, source, runs_dir)
     if only:
-        jobs = _select(jobs, only)
+        jobs = select_runs(jobs, only)
     if on_plan is not None:
         on_plan(jobs)
     attrs = _attrs(sweep, source)
@@ -585,7 +402,7 @@ def run_sweep(spec: str | os.PathLike | Sweep, *, out: str | os.PathLike, worker
     skipped = [r.run_id for j in jobs for r in j.runs if runner.run_done(runs_dir, j, r)]
     total = sum(_remaining_steps(j, runs_dir) for j in todo)
     if compile_cache:
-        _enable_compile_cache(runs_dir / "xla_cache")
+        enable_compile_cache(runs_dir / "xla_cache")
     from tqdm.auto import tqdm
 
     trained: list[str] = []
@@ -600,11 +417,11 @@ def run_sweep(spec: str | os.PathLike | Sweep, *, out: str | os.PathLike, worker
 
     try:
         if workers <= 1:
-            for job in _ordered(todo):
+            for job in ordered(todo):
                 finished(runner.run_job(job, source, runs_dir=runs_dir, sources=sources, attrs=attrs, progress=bar.update))
         else:
-            _pool(todo, sweep, cap, text_cache, runs_dir, sources, attrs, workers, bar, finished,
-                  str(runs_dir / "xla_cache") if compile_cache else None)
+            run_pool(todo, sweep.data, cap, text_cache, runs_dir, sources, attrs, workers, bar, finished,
+                     str(runs_dir / "xla_cache") if compile_cache else None)
     except KeyboardInterrupt:
         bar.close()
         done = [j for j in jobs if all(runner.run_done(runs_dir, j, r) for r in j.runs)]
@@ -626,7 +443,8 @@ def _remaining_steps(job: Job, runs_dir: Path) -> int:
     return dataclasses.replace(job, runs=tuple(left)).total_steps if left else 0
 
 
-def _select(jobs: list[Job], patterns: Sequence[str]) -> list[Job]:
+def select_runs(jobs: list[Job], patterns: Sequence[str]) -> list[Job]:
+    """The jobs cut down to the runs whose ids match a glob of ``patterns``, plus the finetune bases they need."""
     picked = {}
     for j in jobs:
         runs = tuple(r for r in j.runs if any(fnmatch.fnmatchcase(r.run_id, p) for p in patterns))
@@ -640,58 +458,6 @@ def _select(jobs: list[Job], patterns: Sequence[str]) -> list[Job]:
         if runs and j.job_hash not in picked:
             picked[j.job_hash] = dataclasses.replace(j, runs=runs)
     return list(picked.values())
-
-
-def _ordered(jobs: list[Job]) -> list[Job]:
-    return sorted(jobs, key=lambda j: j.kind == "finetune")
-
-
-def _pool(todo, sweep, cap, text_cache, runs_dir, sources, attrs, workers, bar, finished, cache_dir) -> None:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    waiting = _ordered(todo)
-    running: dict[cf.Future, Job] = {}
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(cache_dir, q)) as pool:
-        try:
-            while waiting or running:
-                pending_ids = {r.run_id for j in list(running.values()) + waiting for r in j.runs}
-                for job in list(waiting):
-                    if job.base and not Path(job.base_checkpoint).exists():
-                        if job.base in pending_ids:
-                            continue  # its base is still training
-                        raise ValueError(f"finetune {job.runs[0].run_id!r}: base checkpoint {job.base_checkpoint!r} is missing")
-                    waiting.remove(job)
-                    running[pool.submit(_work, job, sweep.data, cap, text_cache, str(runs_dir), sources, attrs)] = job
-                done, _ = cf.wait(list(running), timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                _drain(q, bar)
-                for fut in done:
-                    running.pop(fut)
-                    finished(fut.result())
-            _drain(q, bar)
-        except BaseException:
-            for fut in running:
-                fut.cancel()
-            # Stop the jobs in progress too (their trunk checkpoints are on disk): a short grace period,
-            # then terminate, so a worker does not pick up a queued job and finish it first.
-            procs = list((getattr(pool, "_processes", None) or {}).values())
-            deadline = time.monotonic() + 5.0
-            for proc in procs:
-                proc.join(max(0.0, deadline - time.monotonic()))
-                if proc.is_alive():
-                    proc.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-    _drain(q, bar)
-    q.close()
-
-
-def _drain(q, bar) -> None:
-    while True:
-        try:
-            bar.update(q.get_nowait())
-        except (queue_lib.Empty, EOFError, OSError):
-            return
 
 
 # ----------------------------------------------------------------------------- merging

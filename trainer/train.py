@@ -53,7 +53,8 @@ class Trainer(NamedTuple):
     - ``step(state, batch, lr) -> (state, metrics)``: ``batch`` int32 ``[B, T + 1]``, ``lr`` float32 scalar;
       ``metrics`` holds device scalars ``loss`` (nats/token) and ``grad_norm``. The input state is donated.
     - ``evaluate(params, windows) -> (nats, count)``: ``windows`` int32 ``[C, b, T + 1]`` chunks of held-out
-      text; per chunk the summed nats and the number of byte targets.
+      text; per chunk the summed nats and the number of byte targets (compiled once per shape of the held-out
+      set, which is fixed within a sweep).
     - ``copy(state)``: a fresh copy (to branch off a trunk whose buffers the next step donates).
     """
 

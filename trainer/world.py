@@ -64,10 +64,8 @@ The built-in ``default`` world (:data:`DEFAULT_LANGUAGES`) has 10 languages in 3
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import tomllib
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,26 +73,26 @@ from typing import Any
 import numpy as np
 
 from trainer.config import SEP, check_keys, get_int, get_number, get_str
+from trainer.language_change import (
+    C_CLASS,
+    CONSONANTS,
+    FUNCTION_MORPHEMES,
+    GRAMMAR,
+    V_CLASS,
+    VOWELS,
+    C_WEIGHTS,
+    V_WEIGHTS,
+    Lang,
+    evolve,
+    new_form,
+    phonology,
+    root,
+    stable_hash,
+)
 
 __all__ = ["SCRIPTS", "LanguageSpec", "WorldConfig", "World", "DEFAULT_LANGUAGES", "default_config", "load_world"]
 
 SCRIPTS = ("Latn", "Cyrl", "Grek", "Hani")
-CONSONANTS = "ptkbdgmnŋfvszʃhxlrjwc"  # c = tʃ
-VOWELS = "aeiouə"
-_V = f"[{VOWELS}]"
-_C = f"[{CONSONANTS}]"
-
-GRAMMAR: dict[str, tuple[str, ...]] = {
-    "order": ("SVO", "SOV", "VSO"),
-    "adj": ("pre", "post"),
-    "plural": ("suffix", "prefix"),
-    "tense": ("suffix", "prefix", "particle"),
-    "neg": ("before", "after", "prefix"),
-    "case": ("none", "suffix"),
-    "det": ("pre", "post", "suffix"),
-    "adp": ("pre", "post"),
-}
-FUNCTION_MORPHEMES = ("PL", "PAST", "FUT", "NEG", "ACC", "DEF", "LOC")
 NOUN_CLASSES = {"animate": 24, "object": 32, "food": 16, "place": 24}
 N_NAMES, N_TRANSITIVE, N_INTRANSITIVE, N_ADJECTIVES, N_TOPICS = 16, 28, 12, 24, 6
 DOCS_PER_CHUNK = 64
@@ -225,110 +223,6 @@ def load_world(spec: str | Path = "default", *, seed: int | None = None) -> Worl
     return World(cfg)
 
 
-# ----------------------------------------------------------------------------- language change
-
-
-@dataclasses.dataclass(frozen=True)
-class _Lang:
-    """The state of one node of the tree: forms of every morpheme, and the grammar."""
-
-    lex: dict[str, str]
-    grammar: dict[str, str]
-    phonology: tuple[np.ndarray, np.ndarray, float]  # consonant weights, vowel weights, coda probability
-    origin: dict[str, str]  # where each morpheme's current root was coined (its cognate set)
-
-
-def _stable_hash(*parts: Any) -> int:
-    return zlib.crc32("/".join(map(str, parts)).encode())
-
-
-_C_WEIGHTS = np.array([8, 9, 9, 4, 5, 4, 8, 9, 2, 3, 3, 8, 2, 2, 4, 2, 7, 6, 3, 3, 2], float)
-_V_WEIGHTS = np.array([0.3, 0.2, 0.2, 0.15, 0.12, 0.03])
-
-
-def _phonology(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-    """A family's sound system: which consonants and vowels it favours (a third of consonants unused)."""
-    cw = _C_WEIGHTS * rng.gamma(0.8, size=_C_WEIGHTS.size) * (rng.random(_C_WEIGHTS.size) > 0.33)
-    vw = _V_WEIGHTS * rng.gamma(1.5, size=_V_WEIGHTS.size)
-    return cw / cw.sum(), vw / vw.sum(), float(rng.uniform(0.0, 0.5))
-
-
-def _root(rng: np.random.Generator, syllables: int, phonology) -> str:
-    cw, vw, coda = phonology
-    out = []
-    for _ in range(syllables):
-        if rng.random() < 0.9:
-            out.append(CONSONANTS[rng.choice(len(CONSONANTS), p=cw)])
-        out.append(VOWELS[rng.choice(len(VOWELS), p=vw)])
-    if rng.random() < coda:
-        out.append(CONSONANTS[rng.choice(len(CONSONANTS), p=cw)])
-    return "".join(out)
-
-
-def _new_form(rng: np.random.Generator, morpheme: str, phonology) -> str:
-    if morpheme in FUNCTION_MORPHEMES:
-        return _root(rng, 1, phonology)
-    return _root(rng, int(rng.choice([1, 2, 3], p=[0.25, 0.55, 0.2])), phonology)
-
-
-_SHIFTS = [("p", "f"), ("b", "v"), ("t", "s"), ("d", "z"), ("k", "x"), ("g", "k"), ("s", "h"), ("x", "h"),
-           ("l", "r"), ("r", "l"), ("m", "n"), ("w", "v"), ("z", "r"), ("f", "h"), ("ʃ", "s"), ("c", "ʃ"), ("ŋ", "n")]
-_VOWEL_SHIFTS = [("a", "e"), ("e", "i"), ("o", "u"), ("u", "o"), ("i", "e"), ("a", "o"), ("e", "a"), ("o", "a"),
-                 ("ə", "e"), ("a", "ə")]
-_LENITION = [("p", "b"), ("t", "d"), ("k", "g"), ("b", "v"), ("d", "z"), ("g", "j")]
-
-
-def _sound_change(rng: np.random.Generator):
-    """One regular sound change as a function on phoneme strings."""
-    kind = rng.choice(["shift", "vowel", "lenition", "apocope", "final_c", "palatal", "nasal"],
-                      p=[0.3, 0.25, 0.15, 0.08, 0.08, 0.08, 0.06])
-    if kind == "shift":
-        a, b = _SHIFTS[rng.integers(len(_SHIFTS))]
-        return lambda w: w.replace(a, b)
-    if kind == "vowel":
-        a, b = _VOWEL_SHIFTS[rng.integers(len(_VOWEL_SHIFTS))]
-        if rng.random() < 0.5:
-            return lambda w: w.replace(a, b)
-        pat = re.compile(f"{a}$")  # word-final only
-        return lambda w: pat.sub(b, w)
-    if kind == "lenition":
-        a, b = _LENITION[rng.integers(len(_LENITION))]
-        pat = re.compile(f"(?<={_V}){a}(?={_V})")
-        return lambda w: pat.sub(b, w)
-    if kind == "apocope":
-        pat = re.compile(f"(?<=.{{3}}){_V}$")
-        return lambda w: pat.sub("", w)
-    if kind == "final_c":
-        pat = re.compile(f"(?<=.{{2}}){_C}$")
-        return lambda w: pat.sub("", w)
-    if kind == "palatal":
-        a = ["k", "t", "s"][rng.integers(3)]
-        b = {"k": "c", "t": "c", "s": "ʃ"}[a]
-        pat = re.compile(f"{a}(?=[ie])")
-        return lambda w: pat.sub(b, w)
-    pat_m, pat_n = re.compile("n(?=[pb])"), re.compile("m(?=[tdsz])")
-    return lambda w: pat_n.sub("n", pat_m.sub("m", w))
-
-
-def _evolve(parent: _Lang, length: float, rng: np.random.Generator, cfg: WorldConfig, where: str) -> _Lang:
-    lex, origin = dict(parent.lex), dict(parent.origin)
-    p_lex = 1.0 - math.exp(-cfg.lexical_rate * length)
-    p_fun = 1.0 - math.exp(-0.5 * cfg.lexical_rate * length)
-    for m in sorted(lex):
-        if rng.random() < (p_fun if m in FUNCTION_MORPHEMES else p_lex):
-            lex[m] = _new_form(rng, m, parent.phonology)
-            origin[m] = where
-    for _ in range(int(rng.poisson(cfg.sound_rate * length))):
-        change = _sound_change(rng)
-        lex = {m: (change(f) or f) for m, f in lex.items()}
-    grammar = dict(parent.grammar)
-    p_gram = 1.0 - math.exp(-cfg.grammar_rate * length)
-    for key, options in GRAMMAR.items():
-        if rng.random() < p_gram:
-            grammar[key] = str(rng.choice([o for o in options if o != grammar[key]]))
-    return _Lang(lex=lex, grammar=grammar, phonology=parent.phonology, origin=origin)
-
-
 # ----------------------------------------------------------------------------- the world
 
 
@@ -345,13 +239,13 @@ class World:
         self.langs: tuple[str, ...] = tuple(l.code for l in cfg.languages)
         self._specs = {l.code: l for l in cfg.languages}
         self._build_semantics()
-        self._nodes: dict[tuple[str, ...], _Lang] = {}
+        self._nodes: dict[tuple[str, ...], Lang] = {}
         self._chunks: dict[tuple[str, int, int], np.ndarray] = {}
         self._renderers = {code: self._renderer(code) for code in self.langs}
 
     # -- semantics shared by every language
     def _build_semantics(self) -> None:
-        rng = np.random.default_rng([self.cfg.seed, _stable_hash("semantics")])
+        rng = np.random.default_rng([self.cfg.seed, stable_hash("semantics")])
         nouns, self.noun_class = [], {}
         for cls, n in NOUN_CLASSES.items():
             for i in range(n):
@@ -388,9 +282,9 @@ class World:
             self.topic_verbs.append(np.cumsum(w / w.sum()))
         self.adj_cdf = np.cumsum(zipf(N_ADJECTIVES))
         self.name_cdf = np.cumsum(zipf(N_NAMES))
-        name_rng = np.random.default_rng([self.cfg.seed, _stable_hash("names")])
-        neutral = (_C_WEIGHTS / _C_WEIGHTS.sum(), _V_WEIGHTS, 0.25)
-        self.name_forms = {m: _root(name_rng, 2 + int(name_rng.integers(2)), neutral) for m in self.names}
+        name_rng = np.random.default_rng([self.cfg.seed, stable_hash("names")])
+        neutral = (C_WEIGHTS / C_WEIGHTS.sum(), V_WEIGHTS, 0.25)
+        self.name_forms = {m: root(name_rng, 2 + int(name_rng.integers(2)), neutral) for m in self.names}
 
     # -- the tree
     def _path(self, code: str) -> tuple[str, ...]:
@@ -406,19 +300,21 @@ class World:
             return cfg.subfamily_length
         return cfg.language_length + (cfg.subfamily_length if len(path) == 3 else 0.0)
 
-    def _node(self, path: tuple[str, ...]) -> _Lang:
+    def _node(self, path: tuple[str, ...]) -> Lang:
         if path in self._nodes:
             return self._nodes[path]
         if len(path) == 2:  # a family's proto-language: its own sound system, lexicon and grammar
-            rng = np.random.default_rng([self.cfg.seed, _stable_hash(*path)])
-            phonology = _phonology(rng)
-            lex = {m: _new_form(rng, m, phonology) for m in self.content + list(FUNCTION_MORPHEMES)}
+            rng = np.random.default_rng([self.cfg.seed, stable_hash(*path)])
+            sounds = phonology(rng)
+            lex = {m: new_form(rng, m, sounds) for m in self.content + list(FUNCTION_MORPHEMES)}
             grammar = {k: str(rng.choice(v)) for k, v in GRAMMAR.items()}
-            node = _Lang(lex=lex, grammar=grammar, phonology=phonology, origin={m: path[-1] for m in lex})
+            node = Lang(lex=lex, grammar=grammar, phonology=sounds, origin={m: path[-1] for m in lex})
         else:
             # Seeded by the whole path: two families may both have a subfamily called "east".
-            rng = np.random.default_rng([self.cfg.seed, _stable_hash(*path)])
-            node = _evolve(self._node(path[:-1]), self._branch_length(path), rng, self.cfg, "/".join(path))
+            rng = np.random.default_rng([self.cfg.seed, stable_hash(*path)])
+            cfg = self.cfg
+            node = evolve(self._node(path[:-1]), self._branch_length(path), rng, lexical_rate=cfg.lexical_rate,
+                          sound_rate=cfg.sound_rate, grammar_rate=cfg.grammar_rate, where="/".join(path))
         self._nodes[path] = node
         return node
 
@@ -460,10 +356,10 @@ class World:
         script = spec.script
         if script == "Hani":
             # One symbol per morpheme: cognates share it across Hani languages, a replaced root gets a new one.
-            forms = {m: chr(0x4E00 + _stable_hash(m, node.origin[m]) % 0x5000) for m in node.lex}
+            forms = {m: chr(0x4E00 + stable_hash(m, node.origin[m]) % 0x5000) for m in node.lex}
             for m, f in self.name_forms.items():  # names: one symbol per syllable
-                syllables = re.findall(f"{_C}*{_V}+|{_C}+$", f)
-                forms[m] = "".join(chr(0x5800 + _stable_hash(s) % 2000) for s in syllables)
+                syllables = re.findall(f"{C_CLASS}*{V_CLASS}+|{C_CLASS}+$", f)
+                forms[m] = "".join(chr(0x5800 + stable_hash(s) % 2000) for s in syllables)
         else:
             letters = _LETTERS[script]
             forms = {m: "".join(letters[p] for p in f) for m, f in node.lex.items()}
@@ -568,7 +464,7 @@ class World:
         if lang not in self._specs:
             raise ValueError(f"language {lang!r} is not in this world; its languages are {', '.join(self.langs)}")
         who = "all" if self.cfg.parallel else lang
-        rng = np.random.default_rng([self.cfg.seed, _stable_hash(who), {"train": 0, "test": 1}[split], chunk])
+        rng = np.random.default_rng([self.cfg.seed, stable_hash(who), {"train": 0, "test": 1}[split], chunk])
         docs = []
         for _ in range(DOCS_PER_CHUNK):
             topic = int(rng.integers(N_TOPICS))

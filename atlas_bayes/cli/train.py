@@ -56,11 +56,11 @@ def _train(args: argparse.Namespace) -> None:
     if args.dry_run:
         from trainer.corpus import open_source
 
-        source = open_source(spec.data, max_train_tokens=sweep_lib._max_tokens(spec))
+        source = open_source(spec.data, max_train_tokens=sweep_lib.max_tokens_needed(spec))
         runs_dir = Path(args.runs_dir) if args.runs_dir else sweep_lib.runs_dir_for(args.out)
         jobs = sweep_lib.plan(spec, source, runs_dir)
         if args.only:
-            jobs = sweep_lib._select(jobs, args.only)
+            jobs = sweep_lib.select_runs(jobs, args.only)
         rows = [{"run": r.run_id, "steps": r.steps, "tokens": r.steps * j.tokens_per_step, "scale": j.scale,
                  "mixture": j.mixture, "kind": j.kind} for j in jobs for r in j.runs]
         steps = sum(j.total_steps for j in jobs)
