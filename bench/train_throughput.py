@@ -8,7 +8,7 @@ each model shape (the target is one: no recompiles across steps or learning rate
     .venv/bin/python bench/train_throughput.py            # a table
     .venv/bin/python bench/train_throughput.py --json     # one line: {"peak_flops", "scales": [...]}
 
-``--scales`` picks the model sizes (default: the demo's smallest, middle and largest), ``--batch`` and
+``--scales`` picks the model sizes (default: the demo sweep's three, s02, s04, s06), ``--batch`` and
 ``--seq-len`` the batch shape, ``--steps`` the timed steps per scale.
 """
 
@@ -72,7 +72,7 @@ def measure(scale: str, *, batch: int, seq_len: int, steps: int, peak: float) ->
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scales", default="s04,s08,s11", help="comma-separated scales (default s04,s08,s11)")
+    p.add_argument("--scales", default="s02,s04,s06", help="comma-separated scales (default: the demo's s02,s04,s06)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--steps", type=int, default=30)

@@ -99,6 +99,13 @@ def test_world_file(tmp_path):
     assert w.tokens("xb", 100).size == 100
 
 
+def test_shipped_world_file_is_the_default():
+    from importlib.resources import files
+
+    shipped = world_lib.load_world(str(files("trainer") / "data" / "world_default.toml"))
+    assert shipped.cfg == WORLD.cfg
+
+
 @pytest.mark.parametrize(
     "body, match",
     [
