@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "atlas_bayes.cli.demo",
     "atlas_bayes.cli.train",
     "atlas_bayes.cli.analysis",
+    "atlas_bayes.cli.surrogate",
 )
 
 
