@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,7 +50,7 @@ __all__ = [
 Method = Literal["point", "nuts", "svi", "laplace"]
 _CONFIG_ATTR = "atlas_fit_config"
 _ESTIMATE_ATTR = "atlas_point_estimate"
-THRESHOLDS = {"r_hat": 1.01, "ess": 400, "divergences": 0}
+THRESHOLDS = {"r_hat": 1.01, "ess": 400, "divergences": 0, "pareto_k": 0.7}
 
 
 class DiagnosticsWarning(UserWarning):
@@ -132,7 +132,10 @@ class FitResult:
             extra = [d for d in da.dims if d not in ("chain", "draw")]
             if extra:
                 continue  # hyper-parameters with other dims (e.g. pooled scales) are not law inputs
-            out[str(name)] = np.asarray(da.values, dtype=float).reshape(-1)
+            values = np.asarray(da.values, dtype=float).reshape(-1)
+            if np.isnan(values).all():
+                continue  # not a parameter of this target (a tau_<lang> of another target's K_t)
+            out[str(name)] = values
         return out
 
     def _check_target(self, target: str | None) -> str:
@@ -167,16 +170,28 @@ def make_result(
     sample_stats: Mapping[str, np.ndarray] | None = None,
     log_likelihood: np.ndarray | None = None,
     extra_groups: Mapping[str, xr.Dataset] | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
+    coords: Mapping[str, Sequence] | None = None,
+    obs_coords: Mapping[str, np.ndarray] | None = None,
 ) -> FitResult:
     """Assemble a :class:`FitResult` from arrays.
 
     ``posterior`` values have shape ``(chain, draw, ...)``; ``x`` and ``loss`` are per observation.
-    ``log_likelihood`` (``(chain, draw, obs)``) enables PSIS-LOO.
+    ``dims`` names a variable's dims after ``(chain, draw)`` (e.g. ``{"alpha": ("lang",)}``) and
+    ``coords`` gives their coordinates; other extra dims are ``<name>_dim_<i>``. ``obs_coords``
+    adds per-observation coordinates to ``constant_data`` (a multi-target fit's ``target``, the
+    fit ``weight``). ``log_likelihood`` (``(chain, draw, obs)``) enables PSIS-LOO.
     """
     obs = np.arange(len(loss))
+    dims = dict(dims or {})
     post = xr.Dataset(
-        {k: (("chain", "draw") + tuple(f"{k}_dim_{i}" for i in range(np.ndim(v) - 2)), np.asarray(v)) for k, v in posterior.items()},
+        {
+            k: (("chain", "draw") + tuple(dims.get(k) or (f"{k}_dim_{i}" for i in range(np.ndim(v) - 2))), np.asarray(v))
+            for k, v in posterior.items()
+        },
     )
+    if coords:
+        post = post.assign_coords({d: list(c) for d, c in coords.items() if d in post.dims})
     post.attrs[_CONFIG_ATTR] = config.to_json()
     post.attrs[_ESTIMATE_ATTR] = json.dumps({k: float(v) for k, v in estimate.items()})
     const = xr.Dataset(
@@ -185,6 +200,8 @@ def make_result(
     )
     if config.sources:
         const = const.assign_coords(k_src=list(config.sources))
+    for name, values in (obs_coords or {}).items():
+        const = const.assign_coords({name: ("obs", np.asarray(values))})
     groups: dict[str, xr.Dataset] = {
         "posterior": post,
         "observed_data": xr.Dataset({"loss": (("obs",), np.asarray(loss, dtype=float))}, coords={"obs": obs}),
@@ -250,45 +267,70 @@ def _bayesian(fit: FitResult) -> bool:
     return fit.method != "point" and fit.idata.posterior.sizes["chain"] >= 2
 
 
+def _cells(da: xr.DataArray) -> list[dict[str, int]]:
+    extra = [d for d in da.dims if d not in ("chain", "draw")]
+    return [{}] if not extra else [dict(zip(extra, idx)) for idx in np.ndindex(*[da.sizes[d] for d in extra])]
+
+
+def _label(name: str, da: xr.DataArray, cell: Mapping[str, int]) -> str:
+    return name + ("" if not cell else "[" + ",".join(str(da[d].values[i]) for d, i in cell.items()) + "]")
+
+
+def _chain_diagnostics(values: np.ndarray) -> tuple[float, float, float]:
+    """R-hat, bulk and tail ESS of one scalar's ``(chain, draw)`` draws (rank-normalised, ArviZ)."""
+    if not np.all(np.isfinite(values)) or np.ptp(values) == 0:
+        nan = float("nan")
+        return (float("inf") if np.all(np.isfinite(values)) and np.ptp(values.mean(axis=1)) > 0 else nan), nan, nan
+    return (float(az.rhat(values)), float(az.ess(values, method="bulk")), float(az.ess(values, method="tail")))
+
+
+def _cell_table(fit: FitResult) -> list[tuple[str, str, dict, np.ndarray]]:
+    """``(label, name, cell, (chain, draw) values)`` of every scalar cell that is a parameter.
+
+    Cells whose draws are all NaN are left out: a multi-target fit's ``tau_<lang>`` is defined
+    only for the targets that co-sample ``<lang>``.
+    """
+    out = []
+    for name, da in fit.idata.posterior.data_vars.items():
+        for cell in _cells(da):
+            v = np.asarray(da.isel(cell).values, dtype=float)
+            if np.isnan(v).all():
+                continue
+            out.append((_label(str(name), da, cell), str(name), cell, v))
+    return out
+
+
 def summary(fit: FitResult, *, level: float = 0.9) -> pd.DataFrame:
     """One row per scalar parameter: estimate, sd, central ``level`` interval, R-hat, ESS, fixed.
 
     ``estimate`` is the point fit's optimum for ``method="point"`` (its sd and interval come from
     the bootstrap), else the posterior mean. R-hat and ESS are NaN where they do not apply (a point
     fit, or a single chain); a parameter held fixed has ``fixed=True`` and NaN sd and interval.
+    Per-target parameters of a multi-target fit are labelled ``name[lang]``.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1 (e.g. 0.9); got {level}")
-    post = fit.idata.posterior
     lo, hi = (1 - level) / 2, (1 + level) / 2
     rows = {}
     bayes = _bayesian(fit)
-    if bayes:
-        rhat = az.rhat(post)
-        ess_bulk = az.ess(post, method="bulk")
-        ess_tail = az.ess(post, method="tail")
-    for name, da in post.data_vars.items():
-        flat = da.stack(sample=("chain", "draw"))
-        extra = [d for d in da.dims if d not in ("chain", "draw")]
-        cells = [{}] if not extra else [dict(zip(extra, idx)) for idx in np.ndindex(*[da.sizes[d] for d in extra])]
-        for cell in cells:
-            v = flat.isel(cell).values.astype(float)
-            label = str(name) + ("" if not cell else "[" + ",".join(str(da[d].values[i]) for d, i in cell.items()) + "]")
-            if str(name) in fit.config.fixed:
-                nan = float("nan")
-                value = float(fit.config.fixed[str(name)])
-                rows[label] = dict(estimate=value, sd=nan, lower=nan, upper=nan, r_hat=nan, ess_bulk=nan, ess_tail=nan, fixed=True)
-                continue
-            rows[label] = {
-                "estimate": fit.estimate.get(str(name), float(np.mean(v))) if not cell else float(np.mean(v)),
-                "sd": float(np.std(v, ddof=1)) if v.size > 1 else float("nan"),
-                "lower": float(np.quantile(v, lo)),
-                "upper": float(np.quantile(v, hi)),
-                "r_hat": float(rhat[name].isel(cell).values) if bayes else float("nan"),
-                "ess_bulk": float(ess_bulk[name].isel(cell).values) if bayes else float("nan"),
-                "ess_tail": float(ess_tail[name].isel(cell).values) if bayes else float("nan"),
-                "fixed": False,
-            }
+    nan = float("nan")
+    for label, name, cell, values in _cell_table(fit):
+        if name in fit.config.fixed:
+            value = float(fit.config.fixed[name])
+            rows[label] = dict(estimate=value, sd=nan, lower=nan, upper=nan, r_hat=nan, ess_bulk=nan, ess_tail=nan, fixed=True)
+            continue
+        v = values.reshape(-1)
+        r_hat, ess_bulk, ess_tail = _chain_diagnostics(values) if bayes else (nan, nan, nan)
+        rows[label] = {
+            "estimate": fit.estimate.get(name, float(np.mean(v))) if not cell else float(np.mean(v)),
+            "sd": float(np.std(v, ddof=1)) if v.size > 1 else nan,
+            "lower": float(np.quantile(v, lo)),
+            "upper": float(np.quantile(v, hi)),
+            "r_hat": r_hat,
+            "ess_bulk": ess_bulk,
+            "ess_tail": ess_tail,
+            "fixed": False,
+        }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "param"
     table.attrs["level"] = level
@@ -296,20 +338,27 @@ def summary(fit: FitResult, *, level: float = 0.9) -> pd.DataFrame:
 
 
 def diagnostics(fit: FitResult) -> dict[str, Any]:
-    """Convergence diagnostics: worst R-hat, smallest bulk/tail ESS, divergences, chains, draws."""
+    """Convergence diagnostics: worst R-hat, smallest bulk/tail ESS, divergences, chains, draws.
+
+    SVI and Laplace fits report ``pareto_k``, the shape of the importance weights between the
+    approximation and the posterior (Yao et al. 2018; above 0.7 the approximation is unreliable).
+    """
     post = fit.idata.posterior
     out: dict[str, Any] = {"chains": int(post.sizes["chain"]), "draws": int(post.sizes["draw"]), "method": fit.method}
     if _bayesian(fit):
-        free = post[[v for v in post.data_vars if v not in fit.config.fixed]]
-        out["max_r_hat"] = float(az.rhat(free).to_array().max())
-        out["min_ess_bulk"] = float(az.ess(free, method="bulk").to_array().min())
-        out["min_ess_tail"] = float(az.ess(free, method="tail").to_array().min())
+        stats = [_chain_diagnostics(v) for _, name, _, v in _cell_table(fit) if name not in fit.config.fixed]
+        r_hat, bulk, tail = (np.array([s[i] for s in stats], dtype=float) for i in range(3))
+        out["max_r_hat"] = float(np.nanmax(r_hat)) if np.isfinite(r_hat).any() or np.isinf(r_hat).any() else None
+        out["min_ess_bulk"] = float(np.nanmin(bulk)) if np.isfinite(bulk).any() else None
+        out["min_ess_tail"] = float(np.nanmin(tail)) if np.isfinite(tail).any() else None
     else:
         out.update(max_r_hat=None, min_ess_bulk=None, min_ess_tail=None)
     stats = fit.idata.get("sample_stats")
     out["divergences"] = int(stats["diverging"].sum()) if stats is not None and "diverging" in stats else None
     if fit.method == "point":
         out.update({k: v for k, v in fit.config.options.items() if k in ("objective", "n_starts", "starts_at_best", "bootstrap", "bootstrap_failed")})
+    if fit.method in ("svi", "laplace"):
+        out["pareto_k"] = fit.config.options.get("pareto_k")
     return out
 
 
@@ -326,6 +375,12 @@ def check_diagnostics(fit: FitResult, *, stacklevel: int = 2) -> list[str]:
         ess = d.get(f"min_ess_{kind}")
         if ess is not None and not ess >= THRESHOLDS["ess"]:
             problems.append(f"min {kind} ESS = {ess:.0f} < {THRESHOLDS['ess']}: intervals are noisy; draw more samples (--draws)")
+    k = d.get("pareto_k")
+    if k is not None and not k <= THRESHOLDS["pareto_k"]:
+        problems.append(
+            f"Pareto k = {k:.2f} > {THRESHOLDS['pareto_k']}: the {fit.method} approximation is far from the posterior; "
+            "use --method nuts for trustworthy intervals"
+        )
     if d.get("divergences"):
         problems.append(
             f"{d['divergences']} divergent transitions: the posterior has regions the sampler cannot explore; "
