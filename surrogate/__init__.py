@@ -13,11 +13,10 @@ from surrogate.emulator import (
     Surrogate,
     emulate,
     from_fit,
-    is_surrogate_file,
-    load,
-    save,
 )
-from surrogate.planning import Plan, Suggestions, plan, suggest
+from surrogate.files import is_surrogate_file, load, save
+from surrogate.planning import Plan, plan
+from surrogate.suggesting import Suggestions, suggest
 from surrogate.synthetic import held_out_mixture, multilingual_cube
 
 __all__ = [

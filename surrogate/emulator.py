@@ -15,7 +15,6 @@ Library: tinygp 0.3 (kernel, marginal likelihood, conditioning) and optax (Adam)
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -40,9 +39,6 @@ __all__ = [
     "Surrogate",
     "emulate",
     "from_fit",
-    "save",
-    "load",
-    "is_surrogate_file",
     "ExtrapolationWarning",
     "EXTRAPOLATION_WARN",
     "EXTRAPOLATION_LIMIT",
@@ -52,8 +48,6 @@ __all__ = [
 EXTRAPOLATION_WARN = 2.0  # N or D beyond the trained range by more than this factor: warning
 EXTRAPOLATION_LIMIT = 100.0  # ... by more than this: error
 MIX_TOL = 1e-3  # mixture weights must sum to 1 within this (3-digit weights such as 0.333 x 3 pass)
-_MARKER = "atlas_surrogate"
-_VERSION = 1
 
 
 class ExtrapolationWarning(UserWarning):
@@ -350,6 +344,9 @@ class Surrogate:
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the surrogate to netCDF (:func:`surrogate.files.save`)."""
+        from surrogate.files import save
+
         return save(self, path)
 
 
@@ -559,72 +556,3 @@ def from_fit(fit: FitResult | str | os.PathLike | Sequence[FitResult | str | os.
     train = dict(train, loss=train["loss"][:, keep])
     return _make(spec, langs, fits[0].config.units, None, priors, np.zeros(len(langs)), train,
                  dict(warn_factor=EXTRAPOLATION_WARN, limit_factor=EXTRAPOLATION_LIMIT), {})
-
-
-# ---------------------------------------------------------------------------- files
-
-
-def _json(obj) -> str:
-    return json.dumps(obj, allow_nan=True)
-
-
-def save(model: Surrogate, path: str | os.PathLike) -> Path:
-    """Write a surrogate to netCDF atomically: training runs, hyperparameters, prior draws, feature spec, ranges."""
-    if model.state is None:
-        raise ValueError("a law-only model (from_fit) is not saved as a surrogate; its fit file already holds it")
-    h = jax.tree.map(np.asarray, model.state.hyper)
-    t = model.train
-    ds = xr.Dataset(
-        {
-            "train_N": (("run",), t["N"]), "train_D": (("run",), t["D"]), "train_finetune": (("run",), t["finetune"]),
-            "train_mix": (("run", "src"), t["mix"]), "train_U": (("run", "src"), t["U"]),
-            "train_loss": (("run", "lang"), t["loss"]),
-            "log_amp": (("lang",), h.log_amp), "log_ell": (("lang", "feature"), h.log_ell),
-            "log_c": (("lang",), h.log_c), "log_lin": (("lang", "feature"), h.log_lin),
-            "log_sigma": (("lang",), h.log_sigma), "const": (("lang",), model.const),
-        },
-        coords={"lang": np.asarray(model.langs, dtype=object), "src": np.asarray(model.srcs, dtype=object),
-                "feature": np.asarray(model.spec.names, dtype=object)},
-        attrs={
-            _MARKER: _VERSION,
-            "emulator": model.name,
-            "units": model.units,
-            "spec": _json({k: list(v) if isinstance(v, tuple) else v for k, v in model.spec.__dict__.items()}),
-            "priors": _json({lang: {"law": p.law, "target": p.target, "sources": list(p.sources), "names": list(p.names),
-                                    "draws": p.draws.tolist(), "sigma": p.sigma.tolist()} for lang, p in model.priors.items()}),
-            "options": _json(model.options),
-            "diagnostics": _json(model.diagnostics),
-        },
-    )
-    return cube_lib.write_netcdf(ds, path)
-
-
-def is_surrogate_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a surrogate written by :func:`save` (False for fits, cubes and missing files)."""
-    try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            return _MARKER in ds.attrs
-    except (OSError, ValueError, FileNotFoundError):
-        return False
-
-
-def load(path: str | os.PathLike) -> Surrogate:
-    """Read a surrogate written by :func:`save`; predictions are identical to the saved model's."""
-    ds = cube_lib.read_netcdf(path)
-    if _MARKER not in ds.attrs:
-        raise ValueError(f"{str(path)!r} is not a surrogate file (no {_MARKER!r} attribute); make one with `atlas emulate`")
-    if int(ds.attrs[_MARKER]) > _VERSION:
-        raise ValueError(f"{str(path)!r} was written by a newer atlas (surrogate format {ds.attrs[_MARKER]}); upgrade atlas")
-    sd = json.loads(ds.attrs["spec"])
-    spec = FeatureSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in sd.items()})
-    priors = {lang: LawPrior(p["law"], p["target"], tuple(p["sources"]), tuple(p["names"]), np.asarray(p["draws"], float).reshape(-1, len(p["names"])),
-                             np.asarray(p["sigma"], float)) for lang, p in json.loads(ds.attrs["priors"]).items()}
-    langs = tuple(str(x) for x in ds["lang"].values)
-    train = {"N": ds["train_N"].values, "D": ds["train_D"].values, "finetune": ds["train_finetune"].values,
-             "mix": ds["train_mix"].values, "U": ds["train_U"].values, "loss": ds["train_loss"].values}
-    with jax.enable_x64(True):
-        hyper = gp.Hyper(*(jnp.asarray(ds[k].values, jnp.float64) for k in gp.Hyper._fields))
-        _, state = _assemble(spec, langs, priors, ds["const"].values, hyper, train)
-    return _make(spec, langs, str(ds.attrs.get("units", "")), state, priors, ds["const"].values, train,
-                 json.loads(ds.attrs["options"]), json.loads(ds.attrs["diagnostics"]))
-

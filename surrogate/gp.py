@@ -24,7 +24,7 @@ so each language keeps its own padded list of observations; padding rows are mas
 (zero covariance, unit diagonal, zero residual: they change neither the solve nor the determinant).
 
 The covariance algebra (Cholesky, log-determinant, log-probability, conditioning for
-:mod:`surrogate.planning`'s fantasised runs) is tinygp's (:class:`tinygp.GaussianProcess` with a
+:mod:`surrogate.suggesting`'s fantasised runs) is tinygp's (:class:`tinygp.GaussianProcess` with a
 custom :class:`tinygp.kernels.Kernel`); prediction of many configurations uses the cached Cholesky
 factor's inverse and the weights ``alpha = K^{-1} r`` directly (tinygp's ``condition`` builds the full
 test covariance, ``O(n_test^2)``, which 10,000 configurations do not need).
