@@ -73,7 +73,9 @@ def restore(path: str | os.PathLike, template: Any, *, sharding: Any = None) -> 
     """Load a checkpoint into the structure of ``template`` (e.g. a freshly initialised state).
 
     Leaves must match ``template``'s names, shapes and dtypes; a mismatch (another model shape) raises
-    ``ValueError`` naming the first differing leaf. ``sharding`` places the arrays (default: as jax does).
+    ``ValueError`` naming the first differing leaf. ``sharding`` places the arrays; by default each goes
+    where the template's leaf is (so a state restored into a trainer's fresh state is placed, and hence
+    traced, exactly like it: no recompilation).
     """
     path = _existing(path)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -96,7 +98,8 @@ def restore(path: str | os.PathLike, template: Any, *, sharding: Any = None) -> 
                 leaf = jax.random.wrap_key_data(value, impl=jax.random.key_impl(ref))
             else:
                 leaf = jnp.asarray(value)
-            out.append(jax.device_put(leaf, sharding) if sharding is not None else leaf)
+            where = sharding if sharding is not None else getattr(ref, "sharding", None)
+            out.append(jax.device_put(leaf, where) if where is not None else leaf)
     return jax.tree_util.tree_unflatten(treedef, out), meta
 
 

@@ -141,8 +141,10 @@ def run_done(runs_dir: str | Path, job: Job, run: RunSpec) -> bool:
 def job_streams(job: Job, source) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Training streams per language, and the ``U`` each run records (``inf`` when unconstrained).
 
-    A finite U budget gives the first ``U`` tokens. Without one, the stream holds what the job needs;
-    a real corpus smaller than that is repeated, and its size is recorded as ``U``.
+    A finite U budget gives the first ``U`` tokens, however few of them the job reads (so the epoch
+    orders, drawn over all of them, do not depend on the job's other budgets). Without one, the stream
+    holds what the job needs, read in order; a real corpus smaller than that is repeated, and its size
+    is recorded as ``U``.
     """
     weights, unique = dict(job.weights), dict(job.unique)
     need = sampler_lib.sequences_needed(weights, batch_size=job.train.batch_size, total_steps=max(r.steps for r in job.runs))
@@ -154,7 +156,7 @@ def job_streams(job: Job, source) -> tuple[dict[str, np.ndarray], dict[str, floa
         if math.isfinite(u):
             if u > avail:
                 raise ValueError(f"U={u:.4g} tokens for {lang!r} exceeds the {avail:.4g} training tokens the data holds")
-            streams[lang], U[lang] = source.train_tokens(lang, int(min(u, n))), float(int(u))
+            streams[lang], U[lang] = source.train_tokens(lang, int(u)), float(int(u))
         elif avail >= n:
             streams[lang], U[lang] = source.train_tokens(lang, n), math.inf
         else:

@@ -38,13 +38,13 @@ mixtures = [{ monolingual = ["ama", "bel"] }]
 [[group]]
 name = "bi"
 scales = ["t1"]
-tokens = [2560]
+tokens = [1280, 2560]
 mixtures = [{ bilingual = ["ama", "ami"] }]
-unique = [600]
+unique = [1000]
 [[group]]
 name = "ft"
 kind = "finetune"
-base = { group = "bi" }
+base = { group = "bi", tokens = 2560 }
 tokens = [640]
 mixtures = [{ monolingual = "bel" }]
 """

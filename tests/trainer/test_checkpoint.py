@@ -33,11 +33,13 @@ def test_resume_is_bit_identical(tmp_path):
     checkpoint.save(tmp_path / "c.npz", state, meta={"step": 3})
     del state
     template = trainer.init(jax.random.key(99), hyper)  # another init: everything must come from the file
+    traced = trainer.traces["step"]
     state, meta = checkpoint.restore(tmp_path / "c.npz", template)
     assert meta == {"step": 3} and int(state.step) == 3
     for b, lr in zip(data[3:], lrs[3:]):
         state, _ = trainer.step(state, b, lr)
     resumed = host(state)
+    assert trainer.traces["step"] == traced  # the restored state is placed like a fresh one: no retrace
     for a, b in zip(straight, resumed):
         np.testing.assert_array_equal(a, b)  # exact: same program, same inputs
 

@@ -18,7 +18,7 @@ def test_cube_contents(tiny_result):
     cube_lib.validate(cube)
     assert cube["loss"].attrs["units"] == "bits/byte" and "step" in cube["loss"].dims
     assert list(cube["lang"].values) == ["ama", "ami", "bel"] and list(cube["src"].values) == ["ama", "ami", "bel"]
-    assert cube.sizes["run"] == 2 * 2 + 1 + 1  # mono x 2 languages x 2 budgets, bilingual, finetune
+    assert cube.sizes["run"] == 2 * 2 + 2 + 1  # mono x 2 languages x 2 budgets, bilingual x 2 budgets (U = 1000), finetune
     fin = cube_lib.final(cube)
     assert np.all(np.isfinite(fin["loss"])) and np.all(fin["loss"] < 8.5)  # bits/byte, below the uniform 8
     # learning curves: increasing D, several evaluations per run
@@ -32,10 +32,10 @@ def test_cube_contents(tiny_result):
 
 def test_epochs_kind_base_and_metadata(tiny_result):
     cube = tiny_result.cube
-    bi = cube.sel(run=[r for r in cube["run"].values if r.startswith("bi.")][0])
-    assert float(bi["U"].sel(src="ama")) == 600 and math.isinf(float(bi["U"].sel(src="bel")))
-    # 2560 tokens, half each: 1280 / 600 epochs of ama and ami
-    assert float(bi["epochs"].sel(src="ama")) == pytest.approx(1280 / 600)
+    bi = cube.sel(run=[r for r in cube["run"].values if r.startswith("bi.") and r.endswith("D2.56k")][0])
+    assert float(bi["U"].sel(src="ama")) == 1000 and math.isinf(float(bi["U"].sel(src="bel")))
+    # 2560 tokens, half each: 1280 / 1000 epochs of ama and ami
+    assert float(bi["epochs"].sel(src="ama")) == pytest.approx(1280 / 1000)
     assert float(bi["epochs"].sel(src="bel")) == 0
     ft = cube.sel(run=[r for r in cube["run"].values if r.startswith("ft.")][0])
     assert str(ft["kind"].values) == "finetune" and str(ft["base"].values) == str(bi["run"].values)
@@ -48,19 +48,21 @@ def test_epochs_kind_base_and_metadata(tiny_result):
     assert cube.attrs["sweep"]["name"] == "tiny" and cube.attrs["sweep"]["train"]["batch_size"] == 8
     # survives the file round trip
     back = cube_lib.load(tiny_result.path)
-    assert back.attrs["language_metadata"] == meta and back["config"].sizes == {"run": 6}
+    assert back.attrs["language_metadata"] == meta and back["config"].sizes == {"run": 7}
 
 
 def test_finished_runs_are_skipped(tiny_result, tmp_path_factory):
     again = sweep_lib.run_sweep(tiny_result.cube.attrs["sweep"]["path"], out=tiny_result.path, progress=False,
                                 compile_cache=False)
-    assert again.trained == [] and len(again.skipped) == 6
+    assert again.trained == [] and len(again.skipped) == 7
     np.testing.assert_array_equal(again.cube["loss"].values, tiny_result.cube["loss"].values)
 
 
-def test_a_run_recreated_alone_is_identical(tiny_result, tmp_path):
-    # The small budget was a branch off the shared trunk; trained alone it must give the same curve.
-    run_id = [r for r in tiny_result.cube["run"].values if r.startswith("mono.t1.mono:ama") and r.endswith("D1.28k")][0]
+@pytest.mark.parametrize("prefix", ["mono.t1.mono:ama", "bi.t1.bi:ama+ami"])
+def test_a_run_recreated_alone_is_identical(tiny_result, tmp_path, prefix):
+    # The small budget was a branch off the shared trunk; trained alone it must give the same curve,
+    # with fresh data (mono) and with a U budget larger than the small run reads (bi: U = 1000).
+    run_id = [r for r in tiny_result.cube["run"].values if r.startswith(prefix) and r.endswith("D1.28k")][0]
     alone = sweep_lib.run_sweep(tiny_result.cube.attrs["sweep"]["path"], out=tmp_path / "one.nc", progress=False,
                                 only=[run_id], compile_cache=False)
     assert alone.trained == [run_id] and list(alone.cube["run"].values) == [run_id]
@@ -134,10 +136,10 @@ def test_cli_train_json_and_errors(tiny_result, tmp_path, capsys, write_sweep):
     path = tiny_result.cube.attrs["sweep"]["path"]
     assert main(["train", path, "--out", str(tiny_result.path), "--json"]) == 0
     line = json.loads(capsys.readouterr().out.strip())
-    assert line["runs"] == 6 and line["trained"] == 0 and line["skipped"] == 6
+    assert line["runs"] == 7 and line["trained"] == 0 and line["skipped"] == 7
     assert main(["train", path, "--out", str(tmp_path / "x.nc"), "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out.strip())
-    assert len(plan["runs"]) == 6 and plan["steps"] < sum(r["steps"] for r in plan["runs"])  # branching saves steps
+    assert len(plan["runs"]) == 7 and plan["steps"] < sum(r["steps"] for r in plan["runs"])  # branching saves steps
     bad = write_sweep(tmp_path, '[[group]]\nname = "g"\n', name="bad.toml")
     assert main(["train", str(bad), "--out", str(tmp_path / "y.nc")]) == 2
     assert "atlas: error: [[group]] 'g' needs scales" in capsys.readouterr().err
