@@ -70,7 +70,12 @@ A cell is (group, scale, mixture, U, seed); its PRNG key is ``fold_in(key(seed),
 ``cell_index`` a stable hash of the cell's coordinates, so any run can be recreated alone
 (``atlas train sweep.toml --only 'mono.s03.*' --out one.nc`` gives the same numbers).
 
-Run ids read ``<group>.<scale>.<mixture>.U<U>.s<seed>.D<tokens>``, e.g. ``mono.s03.mono:ama.Uinf.s0.D200k``.
+Run ids read ``<group>.<scale>.<mixture>.U<U>.s<seed>.D<tokens>``, e.g. ``mono.s03.mono:ama.Uinf.s0.D200k``;
+a finetune's adds its base, ``ft.s03.from[<base run id>].mono:ama.Uinf.s0.D20k``. Each run's file records
+a hash of its own configuration: changing a run's settings retrains it, adding budgets or groups does
+not touch the runs already there. Curve points before a run's decay are stable-phase (undecayed)
+losses; each ``lr(run, step)`` says where a point lies, and the last point of every run is after its
+full decay.
 Every error in the file (unknown keys, heads not dividing width, unknown languages, budgets shorter
 than warmup, empty corpora, a language without test text) is raised before any training starts.
 """
