@@ -140,6 +140,7 @@ def crossover_plot(result, path: str | os.PathLike, *, title: str | None = None)
         if np.isfinite(s["D_star_median"]):
             ax.axvline(s["D_star_median"], color=color, linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels of a short log axis overlap
     ax.set_xlabel("tokens of the target")
     ax.set_ylabel(f"loss on {result.target} ({result.units})")
     ax.set_title(title or f"pretrain from scratch (solid) vs finetune (dashed) on {result.target}: crossover D*", fontsize=9)

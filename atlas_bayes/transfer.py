@@ -165,6 +165,10 @@ def transfer_scores(
     from atlas_bayes.curves import choose_points, fit_curves, stack_curves, unit_curve
 
     runs = find_transfer_runs(cube, N=N)
+    if horizon is not None:
+        bad = [float(h) for h in np.atleast_1d(np.asarray(horizon, dtype=float)) if not (np.isfinite(h) and h > 0)]
+        if bad:
+            raise ValueError(f"horizon must be a positive token count; got {bad}")
     needed = sorted({(u, t) for t, v in runs.mono.items() for u in v if any(t == c[0] for c in runs.bi)}
                     | {(u, t) for (t, _), v in runs.bi.items() for u in v})
     mode = choose_points(cube, [u for u, _ in needed], points)
@@ -181,9 +185,6 @@ def transfer_scores(
         horizons = [float(min(mono_end, bi_end / stretch))]
     else:
         horizons = [float(h) for h in np.atleast_1d(np.asarray(horizon, dtype=float))]
-    bad = [h for h in horizons if not (np.isfinite(h) and h > 0)]
-    if bad:
-        raise ValueError(f"horizon must be a positive token count; got {bad}")
     E, B, beta, D0 = (fit.flat(k) for k in ("E", "B", "beta", "D0"))
     S = E.shape[0]
     thin = np.unique(np.linspace(0, S - 1, min(keep_draws, S)).round().astype(int))

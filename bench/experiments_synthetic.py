@@ -137,7 +137,12 @@ def main() -> None:
             cube, secs = _cube(args.crossover_cube, "exp_crossover", workdir)
             out["crossover"] = crossover_part(cube, opts, "ama") | {"train_seconds": secs}
     out["warnings"] = sorted({str(w.message) for w in rec if "Diagnostics" in w.category.__name__})
-    print(json.dumps(out, default=float) if args.json else json.dumps(out, indent=2, default=float))
+    if args.json:
+        from atlas_bayes.cli.common import emit_json
+
+        emit_json(out)  # one line; inf/NaN (no crossover in range) become null
+    else:
+        print(json.dumps(out, indent=2, default=float))
 
 
 if __name__ == "__main__":

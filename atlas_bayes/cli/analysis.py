@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--features", default="shared_script,shared_family",
                    help="pair features of the hierarchical model (default shared_script,shared_family; also "
                    "shared_subfamily, relatedness)")
+    p.add_argument("--compare-fit", help="an ATLAS fit (atlas fit --law atlas): set its tau_<lang> against "
+                   "tau = BTS / (2 - BTS) from these scores")
     add_level_flag(p)
     _add_sampler_flags(p, chains=4)
     add_json_flag(p)
@@ -90,6 +92,13 @@ def _transfer(args: argparse.Namespace) -> None:
             "cells": rows, "diagnostics": scores.attrs["diagnostics"]}
     if model is not None:
         info["model"] = transfer_model.summarise(model)
+    tau = None
+    if args.compare_fit:
+        from atlas_bayes import results
+
+        atlas_fit = results.load_fit(args.compare_fit)
+        tau = transfer.compare_tau(atlas_fit, scores, horizon=float(scores["horizon"].values[0]), level=args.level)
+        info["tau_comparison"] = {"target": tau.attrs["target"], "rows": tau.reset_index().to_dict("records")}
     if args.json:
         emit_json(info)
         return
@@ -117,6 +126,12 @@ def _transfer(args: argparse.Namespace) -> None:
             print(f"  {name:>18} {e['mean']:+.3f}  [{e['lower']:+.3f}, {e['upper']:+.3f}]")
         n_pred = int(np.sum(~model["measured"].values) - model.sizes["target"])
         print(f"  predicted {n_pred} unmeasured pairs (in {out})")
+    if tau is not None:
+        print(f"\nATLAS tau of {args.compare_fit} (target {tau.attrs['target']!r}) against tau = BTS / (2 - BTS):")
+        for s, r in tau.iterrows():
+            print(f"  {s:>8}  fit {r['fit_mean']:+.3f} [{r['fit_lower']:+.3f}, {r['fit_upper']:+.3f}]   from BTS "
+                  f"{r['bts_mean']:+.3f} [{r['bts_lower']:+.3f}, {r['bts_upper']:+.3f}]   "
+                  f"{'agree' if r['agree'] else 'differ'}")
     print(f"\nwrote {out} and {plot}")
 
 

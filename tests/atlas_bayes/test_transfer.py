@@ -122,9 +122,7 @@ def test_errors_name_the_runs_to_add(cube):
                                          r"configurations have fewer than 3 token budgets: r0000, .*add runs at more budgets"):
         transfer.transfer_scores(one_point, **FAST)
     with pytest.raises(ValueError, match=r"horizon must be a positive token count; got \[-1.0\]"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DiagnosticsWarning)
-            transfer.transfer_scores(cube, horizon=-1.0, **FAST)
+        transfer.transfer_scores(cube, horizon=-1.0, **FAST)  # refused before any fitting
 
 
 def test_warns_exactly_when_diagnostics_are_bad(scored):
@@ -185,6 +183,14 @@ def test_transfer_cli_json(cube, tmp_path, capsys):
     assert back["bts"].dims == ("target", "source", "horizon", "draw") and back.attrs["diagnostics"]["chains"] == 2
     png = tmp_path / "transfer.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rng = np.random.default_rng(0)
+    fit_path = _atlas_fit({"fr": 0.5 + 0.05 * rng.standard_normal(400)}, cube).save(tmp_path / "atlas_fit.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        assert main(["transfer", str(path), "--out", str(out), "--draws", "300", "--warmup", "300", "--chains", "2",
+                     "--compare-fit", str(fit_path)]) == 0
+    text = capsys.readouterr().out
+    assert "ATLAS tau of" in text and "agree" in text and "d_mono =" in text
     assert main(["transfer", str(path), "--out", str(out), "--horizon", "1e9,x"]) == 2
     assert "--horizon expects numbers separated by commas" in capsys.readouterr().err
 
