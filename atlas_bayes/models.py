@@ -90,7 +90,8 @@ class ModelData(NamedTuple):
     ``x``: the law's inputs (:func:`scale_inputs`: ``N`` in units of ``N0``), ``(obs,)`` or ``(obs, slot)``;
     ``lang``: target index of each observation; ``weight``: 1 = fitted, 0 = held out; ``N0``,
     ``D0``: reference scales per target; ``group``: replicate group of each observation and
-    ``group_lang`` the target of each group (used when ``spec.n_groups > 0``).
+    ``group_lang`` the target of each group (used when ``spec.n_groups > 0``; the observations
+    are then sorted so that each group's replicates are consecutive, see ``spec.group_sizes``).
     """
 
     x: dict
@@ -119,6 +120,7 @@ class ModelSpec:
     pooling: Pooling = "none"
     likelihood: Likelihood = "normal"
     n_groups: int = 0
+    group_sizes: tuple[tuple[int, int], ...] = ()
     fixed: tuple[tuple[str, float], ...] = ()
     fixed_tau: tuple[tuple[int, float], ...] = ()
 
@@ -226,7 +228,7 @@ def loss_distribution(log_mu, sigma, nu=None, likelihood: Likelihood = "normal")
     return dist.TransformedDistribution(dist.StudentT(nu, log_mu, sigma), ExpTransform())
 
 
-def replicate_log_density(resid, weight, group, group_lang, sigma_seed, sigma_law, n_groups: int):
+def replicate_log_density(resid, weight, group_sizes, group_lang, sigma_seed, sigma_law):
     r"""Log density of log-loss residuals whose replicates share a configuration effect.
 
     Within a group of ``n`` runs of one configuration, ``r_i = delta + eps_i`` with
@@ -236,16 +238,23 @@ def replicate_log_density(resid, weight, group, group_lang, sigma_seed, sigma_la
     .. math:: -\tfrac12\Big[\frac{S_2}{s} - \frac{t S_1^2}{s (s + n t)} + (n-1)\log s + \log(s + n t) + n \log 2\pi\Big]
 
     with ``S_1 = sum r``, ``S_2 = sum r^2`` over the group's observations of weight 1.
+    Observations come in model order: ``group_sizes`` ``((k, count), ...)`` blocks of ``count``
+    groups of ``k`` consecutive observations each, and ``group_lang`` the target of each group.
     """
-    w = weight.astype(resid.dtype)
-    n = jax.ops.segment_sum(w, group, num_segments=n_groups)
-    s1 = jax.ops.segment_sum(w * resid, group, num_segments=n_groups)
-    s2 = jax.ops.segment_sum(w * resid**2, group, num_segments=n_groups)
-    s = sigma_seed[group_lang] ** 2
-    t = sigma_law[group_lang] ** 2
-    quad = s2 / s - t * s1**2 / (s * (s + n * t))
-    logdet = (n - 1.0) * jnp.log(s) + jnp.log(s + n * t)
-    return -0.5 * jnp.sum(quad + logdet + n * jnp.log(2 * jnp.pi))
+    total, start, g0 = 0.0, 0, 0
+    for k, count in group_sizes:
+        stop = start + k * count
+        r = resid[start:stop].reshape(count, k)
+        w = weight[start:stop].reshape(count, k).astype(resid.dtype)
+        lang = group_lang[g0 : g0 + count]
+        n, s1, s2 = w.sum(axis=1), (w * r).sum(axis=1), (w * r**2).sum(axis=1)
+        s = sigma_seed[lang] ** 2
+        t = sigma_law[lang] ** 2
+        quad = s2 / s - t * s1**2 / (s * (s + n * t))
+        logdet = (n - 1.0) * jnp.log(s) + jnp.log(s + n * t)
+        total = total - 0.5 * jnp.sum(quad + logdet + n * jnp.log(2 * jnp.pi))
+        start, g0 = stop, g0 + count
+    return total
 
 
 def _observe(spec: ModelSpec, data: ModelData, priors, params: dict, loss) -> None:
@@ -267,8 +276,7 @@ def _observe(spec: ModelSpec, data: ModelData, priors, params: dict, loss) -> No
                 numpyro.sample("loss", dist.LogNormal(log_mu + delta[data.group], sigma_seed[data.lang]))
             return
         log_y = jnp.log(loss)
-        density = replicate_log_density(log_y - log_mu, data.weight, data.group, data.group_lang,
-                                        sigma_seed, sigma_law, spec.n_groups)
+        density = replicate_log_density(log_y - log_mu, data.weight, spec.group_sizes, data.group_lang, sigma_seed, sigma_law)
         numpyro.factor("loss_replicates", density - jnp.sum(data.weight * log_y))  # density of L, not log L
         return
     with numpyro.plate("lang", spec.n_lang):

@@ -51,15 +51,15 @@ def test_every_law_is_invariant_under_reference_units(name):
 def test_replicate_density_is_the_compound_symmetric_normal():
     """Integrating the configuration effect out gives N(0, s I + t 11^T) per group (weight-0 rows dropped)."""
     rng = np.random.default_rng(1)
-    group = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    lang = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1])
+    sizes = ((2, 1), (3, 2))  # model order: one group of 2 replicates, then two groups of 3
+    group = np.array([0, 0, 1, 1, 1, 2, 2, 2])
     group_lang = np.array([0, 0, 1])
-    weight = np.array([1, 1, 1, 1, 0, 1, 1, 1, 1.0])
-    resid = rng.normal(scale=0.02, size=9)
+    weight = np.array([1, 1, 1, 0, 1, 1, 1, 1.0])
+    resid = rng.normal(scale=0.02, size=8)
     sigma_seed, sigma_law = np.array([0.01, 0.02]), np.array([0.015, 0.005])
     with jax.enable_x64(True):
-        got = float(models.replicate_log_density(jnp.asarray(resid), jnp.asarray(weight), jnp.asarray(group),
-                                                 jnp.asarray(group_lang), jnp.asarray(sigma_seed), jnp.asarray(sigma_law), 3))
+        got = float(models.replicate_log_density(jnp.asarray(resid), jnp.asarray(weight), sizes, jnp.asarray(group_lang),
+                                                 jnp.asarray(sigma_seed), jnp.asarray(sigma_law)))
     want = 0.0
     for g in range(3):
         rows = (group == g) & (weight > 0)
@@ -67,7 +67,6 @@ def test_replicate_density_is_the_compound_symmetric_normal():
         k = rows.sum()
         cov = sigma_seed[t] ** 2 * np.eye(k) + sigma_law[t] ** 2 * np.ones((k, k))
         want += stats.multivariate_normal(np.zeros(k), cov).logpdf(resid[rows])
-    assert lang[group == 2].tolist() == [1] * 4
     assert got == pytest.approx(want, rel=1e-10)  # float64 closed form against scipy
 
 
@@ -120,7 +119,11 @@ def test_full_pooling_shares_one_value_and_fixing_removes_the_site():
 
 def test_replicated_runs_get_a_seed_noise_term():
     m = _model_inputs("chinchilla", "fr", [{"fr": 1.0}], seeds=3)
-    assert m.spec.n_groups == 9 and np.bincount(m.group).tolist() == [3] * 9
+    assert m.spec.n_groups == 9 and np.bincount(m.group).tolist() == [3] * 9 and m.spec.group_sizes == ((3, 9),)
+    # in model order the three seeds of a configuration are consecutive
+    configs = list(zip(m.obs.x["N"][m.order], m.obs.x["D"][m.order]))
+    blocks = [set(configs[i:i + 3]) for i in range(0, 27, 3)]
+    assert all(len(b) == 1 for b in blocks) and len(set().union(*blocks)) == 9
     data, priors, loss = m.arrays()
     trace = numpyro.handlers.trace(numpyro.handlers.seed(m.model, 0)).get_trace(data, priors, loss=loss)
     assert {"sigma_seed", "sigma_law", "sigma", "loss_replicates"} <= set(trace)

@@ -1,0 +1,866 @@
+"""Bayesian fits of the registry's laws: NUTS (default), SVI or Laplace -> :class:`FitResult`.
+
+:func:`fit_bayes` builds the observations of one or several target languages
+(:func:`observations`), starts from point fits (:func:`atlas_bayes.point.fit_point_arrays`),
+runs the model of :mod:`atlas_bayes.models` and returns an ArviZ-backed
+:class:`~atlas_bayes.results.FitResult` with the posterior (SPEC names, a ``lang`` dim when there
+are several targets), sampler statistics, the per-observation log-likelihood (for PSIS-LOO), the
+cube and the configuration. Every fit is checked (:func:`atlas_bayes.results.check_diagnostics`).
+
+NUTS runs as one compiled program per model structure and data shape: warmup and sampling are
+``lax`` loops over NumPyro's functional kernel (:func:`numpyro.infer.hmc.hmc`), chains are
+vectorised on one device, or with ``chain_method="parallel"`` split over the host's XLA devices
+(one launch per device; a single multi-device launch deadlocks the XLA CPU runtime on the larger
+dense-mass models). The program is cached, and the data, priors and observation weights are its
+arguments: refits on other data of the same shapes -- held-out splits through ``weights`` --
+never recompile.
+
+``svi`` fits a full-rank Gaussian (``AutoMultivariateNormal``) to the same model, ``laplace`` a
+Gaussian at the posterior mode (L-BFGS, exact Hessian); both are checked by the Pareto-k of
+importance weights between the approximation and the posterior (Yao et al. 2018): k > 0.7 means
+the approximation cannot be trusted and NUTS should be used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from functools import lru_cache, partial
+from typing import Any, Literal, NamedTuple, get_args
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from atlas_bayes import cube as cube_lib
+from atlas_bayes import models, registry
+from atlas_bayes import priors as priors_lib
+from atlas_bayes.noise import LIKELIHOODS, Likelihood
+from atlas_bayes.registry import Law
+from atlas_bayes.results import FitConfig, FitResult, check_diagnostics, make_result
+
+__all__ = [
+    "BayesMethod",
+    "BAYES_METHODS",
+    "Replicates",
+    "Observations",
+    "observations",
+    "resolve_targets",
+    "ModelInputs",
+    "build_model",
+    "fit_bayes",
+]
+
+BayesMethod = Literal["nuts", "svi", "laplace"]
+BAYES_METHODS: tuple[str, ...] = get_args(BayesMethod)
+Replicates = Literal["auto", "grouped", "independent"]
+ChainMethod = Literal["auto", "vectorized", "parallel"]
+Precision = Literal["float32", "float64"]
+INIT_JITTER = 0.05  # sd of each chain's start around the initial point, unconstrained space
+
+
+class Observations(NamedTuple):
+    """The observations of a (multi-target) fit, concatenated target by target.
+
+    ``x`` holds the law's inputs in natural units (``D_src``/``U_src`` padded to the largest
+    ``K_t`` with zero tokens), ``lang`` the target index of each observation; ``weights`` given
+    to :func:`fit_bayes` follow this order.
+    """
+
+    law: Law
+    targets: tuple[str, ...]
+    sources: tuple[tuple[str, ...], ...]
+    x: dict[str, np.ndarray]
+    loss: np.ndarray
+    lang: np.ndarray
+    run: np.ndarray
+    seed: np.ndarray | None
+    excluded: dict[str, int]
+
+
+def resolve_targets(cube: xr.Dataset, law: Law, target: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Targets to fit: one, a comma-separated list, a sequence, or ``"all"``; errors list the valid ones."""
+    langs = cube_lib.languages(cube)
+    if target is None:
+        return (registry.resolve_target(cube, None),)
+    if isinstance(target, str) and target == "all":
+        srcs = [str(s) for s in cube["src"].values]
+        items = [t for t in langs if t in srcs or not law.target_tokens]
+    elif isinstance(target, str):
+        items = [t.strip() for t in target.split(",") if t.strip()]
+    else:
+        items = [str(t) for t in target]
+    if not items:
+        raise ValueError(f"no target given; choose from the cube's evaluation languages {langs} (or 'all')")
+    dups = sorted({t for t in items if items.count(t) > 1})
+    if dups:
+        raise ValueError(f"target(s) {dups} given twice")
+    for t in items:
+        registry.resolve_target(cube, t)
+    return tuple(items)
+
+
+def observations(
+    cube: xr.Dataset, law: Law | str, *, target: str | Sequence[str] | None = None, use_steps: bool = False
+) -> Observations:
+    """Every target's observations (:func:`atlas_bayes.registry.design`), in fit order."""
+    law = registry.get_law(law) if isinstance(law, str) else law
+    targets = resolve_targets(cube, law, target)
+    designs = [registry.design(cube, law, target=t, use_steps=use_steps) for t in targets]
+    slots = max(len(d.sources) for d in designs) if law.transfer == "sources" else 0
+    parts: dict[str, list[np.ndarray]] = {}
+    for d in designs:
+        for k, v in d.x.items():
+            v = np.asarray(v, dtype=float)
+            if k in ("D_src", "U_src") and law.transfer == "sources":
+                pad = np.full((len(v), slots - v.shape[1]), 0.0 if k == "D_src" else np.inf)
+                v = np.concatenate([v, pad], axis=1)
+            parts.setdefault(k, []).append(v)
+    seeds = [d.seed for d in designs]
+    return Observations(
+        law=law,
+        targets=targets,
+        sources=tuple(d.sources for d in designs),
+        x={k: np.concatenate(v) for k, v in parts.items()},
+        loss=np.concatenate([d.loss for d in designs]),
+        lang=np.concatenate([np.full(len(d.loss), i) for i, d in enumerate(designs)]).astype(np.int32),
+        run=np.concatenate([d.run for d in designs]),
+        seed=None if any(s is None for s in seeds) else np.concatenate(seeds),
+        excluded={d.target: d.excluded for d in designs},
+    )
+
+
+def _replicate_groups(obs: Observations) -> tuple[np.ndarray, np.ndarray]:
+    """Group id of each observation (same target and configuration) and group sizes."""
+    cols = [obs.lang[:, None].astype(float)] + [np.asarray(v, float).reshape(len(obs.loss), -1) for _, v in sorted(obs.x.items())]
+    rows = np.concatenate(cols, axis=1)
+    _, group, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+    return group.reshape(-1).astype(np.int32), counts
+
+
+def _parse_fixed(fix, law: Law, sources: Sequence[str]) -> dict[str, float]:
+    from atlas_bayes.point import parse_fix
+
+    if fix is None or isinstance(fix, str):
+        return parse_fix(fix, law, sources)
+    valid = law.param_names(sources)
+    bad = [k for k in fix if k not in valid]
+    if bad:
+        raise ValueError(f"unknown parameter(s) {bad} for law {law.name!r}; valid parameters: {', '.join(valid)}")
+    return {k: float(v) for k, v in fix.items()}
+
+
+def _check_choice(name: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+# ----------------------------------------------------------------------------- initial values
+
+_CLIP = {"alpha": (0.01, 3.0), "beta": (0.01, 3.0), "lam": (1e-4, 10.0), "R_D_star": (0.05, 1e4),
+         "R_N_star": (0.05, 1e4), "gamma": (-0.9, 0.9), "phi": (-0.9, 0.9), "psi": (-0.9, 0.9),
+         "tau_other": (-0.9, 1.9)}
+
+
+def _point_inits(obs: Observations, fixed: Mapping[str, float], weights: np.ndarray, max_starts: int) -> tuple[list, list]:
+    """Point fit of each target (one compilation: every target padded to the same length)."""
+    from atlas_bayes.point import fit_point_arrays
+
+    law = obs.law
+    slots = models.slot_names(obs.x["D_src"].shape[1]) if law.transfer == "sources" else ()
+    n_max = int(np.bincount(obs.lang).max())
+    inits, notes = [], []
+    for t, target in enumerate(obs.targets):
+        rows = np.flatnonzero(obs.lang == t)
+        pad = np.concatenate([rows, np.full(n_max - len(rows), rows[0])])
+        w = np.concatenate([weights[rows], np.zeros(n_max - len(rows))])
+        fixed_t = {k: v for k, v in fixed.items() if not (k.startswith("tau_") and k != "tau_other")}
+        for k, s in enumerate(obs.sources[t]):
+            if f"tau_{s}" in fixed:
+                fixed_t[f"tau_{slots[k]}"] = fixed[f"tau_{s}"]
+        try:
+            pf = fit_point_arrays(law, {k: v[pad] for k, v in obs.x.items()}, obs.loss[pad], sources=slots, fixed=fixed_t,
+                                  weights=w, max_starts=max_starts, polish=32, polish_iter=100, refine=4,
+                                  max_iter=200, tol=1e-6)
+            inits.append(dict(pf.params, sigma=pf.sigma))
+            notes.append("point fit")
+        except ValueError as err:
+            inits.append(None)
+            notes.append(f"prior median (point fit failed: {err})")
+    return inits, notes
+
+
+def _prior_median(name: str, priors: Mapping, t: int) -> float:
+    loc = float(np.asarray(priors[name][0]).reshape(-1)[t])
+    return math.exp(loc) if priors_lib.family(name) == "lognormal" else loc
+
+
+def _init_values(obs: Observations, spec: models.ModelSpec, priors: Mapping, inits: list, N0, D0, L_ref) -> dict:
+    """Constrained values of every sampled site, from the point fits (prior medians where missing)."""
+    law = obs.law
+    fixed = dict(spec.fixed)
+    n = spec.n_lang
+    per: dict[str, np.ndarray] = {}
+    for p in law.params:
+        if p.name in fixed:
+            per[p.name] = np.full(n, fixed[p.name])
+            continue
+        v = np.array([inits[t][p.name] if inits[t] is not None else np.nan for t in range(n)])
+        lo, hi = _CLIP.get(p.name, (-np.inf, np.inf))
+        per[p.name] = np.clip(v, lo, hi)
+    values: dict[str, np.ndarray] = {}
+    for p in law.params:
+        name = p.name
+        if name in fixed:
+            continue
+        v = per[name]
+        missing = ~np.isfinite(v)
+        if name in ("A", "B"):
+            exponent = per["alpha" if name == "A" else "beta"]
+            ref = v * np.power(N0 if name == "A" else D0, -exponent)
+            ref = np.where(missing, [_prior_median(name, priors, t) for t in range(n)], ref)
+            values[f"{name}_ref"] = np.clip(ref, 1e-6 * L_ref, 1e3 * L_ref)
+            continue
+        v = np.where(missing, [_prior_median(name, priors, t) for t in range(n)], v)
+        if name in ("E", "L_inf"):
+            v = np.clip(v, 1e-3 * L_ref, 3 * L_ref)
+        if n > 1 and name in models.POOLED and spec.pooling != "none":
+            log = priors_lib.family(name) == "lognormal"
+            scale = np.log(v) if log else v
+            if spec.pooling == "full":
+                values[name] = np.asarray(np.exp(scale.mean()) if log else scale.mean())
+                continue
+            values[f"mu_{name}"] = np.asarray(scale.mean())
+            values[f"sd_{name}"] = np.asarray(max(float(scale.std()), 0.05))
+        values[name] = v
+    if spec.tau_pairs:
+        free = [i for i in range(len(spec.tau_pairs)) if i not in dict(spec.fixed_tau)]
+        slots = models.slot_names(spec.slots)
+        tau = [inits[t][f"tau_{slots[k]}"] if inits[t] is not None else 0.0 for t, k in (spec.tau_pairs[i] for i in free)]
+        if free:
+            values["tau"] = np.clip(np.asarray(tau, float), -0.9, 1.9)
+    sigma = np.array([np.clip(s["sigma"], 2e-3, 0.5) if s is not None else 0.02 for s in inits])
+    if spec.n_groups:
+        values["sigma_law"] = values["sigma_seed"] = sigma / math.sqrt(2)
+    else:
+        values["sigma"] = sigma
+    if spec.likelihood == "student_t":
+        values["nu"] = np.asarray(10.0)
+    return values
+
+
+# ----------------------------------------------------------------------------- NUTS
+
+
+def _prototype(model, args, kwargs) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Latent sites and their shapes (the layout of the flat unconstrained vector)."""
+    import numpyro
+
+    tr = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace(*args, **kwargs)
+    return tuple(sorted((k, tuple(s["value"].shape)) for k, s in tr.items()
+                        if s["type"] == "sample" and not s["is_observed"]))
+
+
+def _unravel(proto):
+    from jax.flatten_util import ravel_pytree
+
+    _, unravel = ravel_pytree({k: jnp.zeros(shape) for k, shape in proto})
+    return unravel
+
+
+@lru_cache(maxsize=32)
+def _nuts_program(spec: models.ModelSpec, proto, *, num_warmup: int, num_samples: int, dense_mass: bool,
+                  target_accept: float, max_tree_depth: int, n_dev: int):
+    """One compiled NUTS program: ``(keys, z0, data, priors, loss) -> trace`` over chains."""
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import potential_energy
+
+    model = partial(models.get_model(spec.law), spec=spec)
+    unravel = _unravel(proto)
+
+    def one_chain(key, z0, data, priors, loss):
+        pe = lambda z: potential_energy(model, (data, priors), {"loss": loss}, unravel(z))  # noqa: E731
+        init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
+        state = init_kernel(z0, num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept,
+                            max_tree_depth=max_tree_depth, rng_key=key)
+
+        def step(s, _):
+            s = sample_kernel(s)
+            return s, (s.z, s.diverging, s.num_steps, s.energy, s.potential_energy, s.accept_prob,
+                       s.adapt_state.step_size)
+
+        # One loop through warmup and sampling (the kernel knows which is which from its counter):
+        # a single copy of the NUTS tree builder in the program compiles in half the time.
+        trace = jax.lax.scan(step, state, None, length=num_warmup + num_samples)[1]
+        return jax.tree.map(lambda a: a[num_warmup:], trace)
+
+    chains = jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None, None, None)))
+    if n_dev == 1:
+        return chains
+
+    def split(keys, z0, data, priors, loss):
+        # One launch per device, dispatched asynchronously so the devices run concurrently. (A
+        # single multi-device launch -- shard_map or pmap -- deadlocks the XLA CPU runtime on
+        # the larger dense-mass models; separate launches do not, at one compilation per device.)
+        per = keys.shape[0] // n_dev
+        outs = []
+        for i, dev in enumerate(jax.local_devices()[:n_dev]):
+            put = partial(jax.device_put, device=dev)
+            block = slice(i * per, (i + 1) * per)
+            outs.append(chains(put(keys[block]), put(z0[block]), jax.tree.map(put, data), jax.tree.map(put, priors), put(loss)))
+        return jax.tree.map(lambda *a: jnp.concatenate([jax.device_get(x) for x in a]), *outs)
+
+    return split
+
+
+@lru_cache(maxsize=32)
+def _constrain_program(spec: models.ModelSpec, proto):
+    """``(z (draws, dim), data, priors, loss) -> constrained sites and deterministics``."""
+    from numpyro.infer.util import constrain_fn
+
+    model = partial(models.get_model(spec.law), spec=spec)
+    unravel = _unravel(proto)
+
+    def one(z, data, priors, loss):
+        return constrain_fn(model, (data, priors), {"loss": loss}, unravel(z), return_deterministic=True)
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
+
+
+def _flat_init(model, args, kwargs, values: Mapping, proto, key, num_chains: int, jitter: float, dtype) -> np.ndarray:
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer.util import unconstrain_fn
+
+    names = [k for k, _ in proto]
+    missing = [k for k in names if k not in values]
+    if missing:  # pragma: no cover - a model/initialiser mismatch is a bug
+        raise RuntimeError(f"no initial value for sites {missing}")
+    constrained = {k: jnp.asarray(values[k], dtype=dtype).reshape(shape) for k, shape in proto}
+    z, _ = ravel_pytree(unconstrain_fn(model, args, kwargs, constrained))
+    noise = jitter * jax.random.normal(key, (num_chains, z.shape[0]), dtype=dtype)
+    return np.asarray(z[None, :] + noise)
+
+
+def _devices_for(num_chains: int, chain_method: ChainMethod) -> int:
+    """Devices to split the chains over: 1 unless ``"parallel"`` (then the most that divide them)."""
+    if chain_method != "parallel":
+        return 1
+    n = jax.local_device_count()
+    best = max(d for d in range(1, min(n, num_chains) + 1) if num_chains % d == 0)
+    if best == 1 and num_chains > 1:
+        raise ValueError(f"chain_method='parallel' needs several devices dividing num_chains={num_chains}; "
+                         f"this host has {n} (set XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts)")
+    return best
+
+
+def _run_nuts(spec, proto, args, loss, z0, key, *, num_warmup, num_samples, dense_mass, target_accept,
+              max_tree_depth, chain_method, num_chains):
+    n_dev = _devices_for(num_chains, chain_method)
+    program = _nuts_program(spec, proto, num_warmup=num_warmup, num_samples=num_samples, dense_mass=dense_mass,
+                            target_accept=float(target_accept), max_tree_depth=max_tree_depth, n_dev=n_dev)
+    keys = jax.random.split(key, num_chains)
+    z, diverging, num_steps, energy, pe, accept, step_size = program(keys, jnp.asarray(z0), *args, loss)
+    flat = z.reshape((-1, z.shape[-1]))
+    sites = _constrain_program(spec, proto)(flat, *args, loss)
+    draws = {k: np.asarray(v).reshape((num_chains, num_samples) + v.shape[1:]) for k, v in sites.items()}
+    steps = np.asarray(num_steps)
+    stats = {
+        "diverging": np.asarray(diverging),
+        "energy": np.asarray(energy),
+        "lp": -np.asarray(pe),
+        "acceptance_rate": np.asarray(accept),
+        "step_size": np.asarray(step_size),
+        "n_steps": steps,
+        "tree_depth": np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1,
+    }
+    extra = {"devices": n_dev, "max_tree_depth_hits": int((stats["tree_depth"] > max_tree_depth).sum())}
+    return draws, stats, extra
+
+
+# ----------------------------------------------------------------------------- SVI and Laplace
+
+
+def _pareto_k(log_w: np.ndarray) -> float:
+    import arviz as az
+
+    log_w = np.asarray(log_w, dtype=float)
+    log_w = np.where(np.isfinite(log_w), log_w, -np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # arviz warns when k is large: we report k ourselves
+        _, k = az.psislw(log_w - np.max(log_w))
+    return float(k)
+
+
+@lru_cache(maxsize=32)
+def _mode_program(spec: models.ModelSpec, proto, max_iter: int, tol: float):
+    """``(z0, data, priors, loss) -> z`` at the posterior mode (L-BFGS in the unconstrained space).
+
+    Cached like the NUTS program: refits on new data of the same shapes do not recompile.
+    """
+    import optax
+    from numpyro.infer.util import potential_energy
+
+    model = partial(models.get_model(spec.law), spec=spec)
+    unravel = _unravel(proto)
+    opt = optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=20))
+
+    def solve(z, data, priors, loss):
+        U = lambda z: potential_energy(model, (data, priors), {"loss": loss}, unravel(z))  # noqa: E731
+        value_and_grad = optax.value_and_grad_from_state(U)
+
+        def step(carry):
+            z, state = carry
+            value, grad = value_and_grad(z, state=state)
+            updates, state = opt.update(grad, state, z, value=value, grad=grad, value_fn=U)
+            return optax.apply_updates(z, updates), state
+
+        def cond(carry):
+            _, state = carry
+            count = optax.tree.get(state, "count")
+            return (count == 0) | ((count < max_iter) & (optax.tree.norm(optax.tree.get(state, "grad")) > tol))
+
+        z_new = jax.lax.while_loop(cond, step, (z, opt.init(z)))[0]
+        # keep the start if the search went astray (non-finite or worse)
+        ok = jnp.isfinite(U(z_new)) & (U(z_new) <= U(z))
+        return jnp.where(ok, z_new, z)
+
+    return jax.jit(solve)
+
+
+def _run_laplace(model, args, kwargs, proto, z0, key, *, num_draws: int, dtype, spec):
+    from numpyro.infer.util import potential_energy
+
+    unravel = _unravel(proto)
+    U = jax.jit(lambda z: potential_energy(model, args, kwargs, unravel(z)))
+    z_map = _mode_program(spec, proto, 2000, 1e-6)(jnp.asarray(z0, dtype=dtype), *args, kwargs["loss"])
+    H = jax.hessian(U)(z_map)
+    H = 0.5 * (H + H.T)
+    chol = jnp.linalg.cholesky(H)
+    if not bool(jnp.all(jnp.isfinite(chol))):
+        raise ValueError("Laplace approximation failed: the Hessian at the posterior mode is not positive definite "
+                         "(a flat or unidentified direction); use --method nuts, or --fix the unidentified parameter")
+    eps = jax.random.normal(key, (num_draws, z_map.shape[0]), dtype=dtype)
+    z = z_map + jax.scipy.linalg.solve_triangular(chol.T, eps.T, lower=False).T  # cov = H^-1
+    log_q = -0.5 * jnp.sum(eps**2, axis=1) + jnp.sum(jnp.log(jnp.diag(chol)))
+    log_p = -jax.vmap(U)(z)
+    return z, np.asarray(log_p - log_q), {"grad_norm_at_mode": float(jnp.linalg.norm(jax.grad(U)(z_map)))}
+
+
+def _run_svi(model, args, kwargs, init_values, key, *, steps: int, num_draws: int, dtype):
+    import optax
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoMultivariateNormal
+    from numpyro.infer.initialization import init_to_value
+    from numpyro.infer.util import potential_energy
+
+    guide = AutoMultivariateNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.01)
+    schedule = optax.exponential_decay(1e-2, transition_steps=steps, decay_rate=0.1)
+    svi = SVI(model, guide, optax.adam(schedule), Trace_ELBO(num_particles=4))
+    k1, k2 = jax.random.split(key)
+    result = svi.run(k1, steps, *args, progress_bar=False, stable_update=True, **kwargs)
+    posterior = guide.get_posterior(result.params)
+    latent = posterior.sample(k2, (num_draws,))
+    unc = jax.vmap(guide._unpack_latent)(latent)
+    log_p = -jax.vmap(lambda u: potential_energy(model, args, kwargs, u))(unc)
+    log_q = posterior.log_prob(latent)
+    tail = np.asarray(result.losses[-max(steps // 10, 1):])
+    info = {"elbo_final": float(-tail.mean()), "svi_steps": steps}
+    return unc, np.asarray(log_p - log_q), info
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def _posterior(draws: Mapping[str, np.ndarray], obs: Observations, spec: models.ModelSpec, fixed: Mapping[str, float],
+               N0: np.ndarray, D0: np.ndarray) -> tuple[dict, dict]:
+    """Reported variables (SPEC names, natural units, float64) and their dims.
+
+    Per-target variables have a trailing ``lang`` axis (dropped for a single target); fully pooled
+    and fixed parameters and the pooling hyper-parameters are scalars per draw.
+    """
+    n = spec.n_lang
+    shape = next(iter(draws.values())).shape[:2]
+    f64 = {k: np.asarray(v, dtype=np.float64) for k, v in draws.items()}
+
+    def per_target(v):  # (chain, draw[, lang]) -> (chain, draw, lang)
+        return np.broadcast_to(v[..., None], shape + (n,)) if v.ndim == 2 else v
+
+    out: dict[str, np.ndarray] = {}
+    for p in sorted(obs.law.params, key=lambda p: p.name in ("A", "B")):  # exponents before amplitudes
+        if p.name in fixed:
+            out[p.name] = np.full(shape, fixed[p.name])
+        elif p.name in ("A", "B"):
+            exponent = per_target(out["alpha"] if p.name == "A" else out["beta"])
+            out[p.name] = f64[f"{p.name}_ref"] * np.power((N0 if p.name == "A" else D0)[None, None, :], exponent)
+        else:
+            out[p.name] = f64[p.name]
+    for k in sorted(f64):
+        if k.startswith("tau_") and k not in out and k not in fixed:
+            out[k] = f64[k]
+        elif k in ("sigma", "sigma_law", "sigma_seed", "nu") or k.startswith(("mu_", "sd_")):
+            out[k] = f64[k]
+    for k in fixed:
+        if k not in out:  # a fixed per-source weight
+            out[k] = np.full(shape, fixed[k])
+    order = [p.name for p in obs.law.params]
+    out = {k: out[k] for k in sorted(out, key=lambda k: (order.index(k) if k in order else len(order)))}
+    dims: dict[str, tuple[str, ...]] = {}
+    for k, v in list(out.items()):
+        if v.ndim == 3:
+            if n == 1:
+                out[k] = v[..., 0]
+            else:
+                dims[k] = ("lang",)
+    return out, dims
+
+
+def _log_likelihood(posterior: Mapping[str, np.ndarray], obs: Observations, likelihood: Likelihood) -> np.ndarray:
+    """``(chain, draw, obs)`` log density of each observed loss (natural units, float64).
+
+    With replicated configurations this is the marginal density of a run (noise ``sigma``), the
+    density a new run would have; it is what PSIS-LOO needs.
+    """
+    from atlas_bayes.models import loss_distribution
+
+    law = obs.law
+    first = next(iter(posterior.values()))
+    chains, draws = first.shape[:2]
+    out = np.empty((chains, draws, len(obs.loss)))
+    with jax.enable_x64(True):
+        for t, target in enumerate(obs.targets):
+            rows = np.flatnonzero(obs.lang == t)
+            sources = obs.sources[t]
+            p = {}
+            for k, v in posterior.items():
+                v = v[..., t] if v.ndim == 3 else v
+                p[k] = jnp.asarray(v.reshape(-1, 1))
+            k_t = len(sources)
+            x = {k: jnp.asarray(v[rows][:, :k_t] if k in ("D_src", "U_src") and law.transfer == "sources" else v[rows])
+                 for k, v in obs.x.items()}
+            mu = law.evaluate(x, p, sources)
+            d = loss_distribution(jnp.log(mu), p["sigma"], p.get("nu"), likelihood)
+            out[:, :, rows] = np.asarray(d.log_prob(jnp.asarray(obs.loss[rows]))).reshape(chains, draws, -1)
+    return out
+
+
+class ModelInputs(NamedTuple):
+    """Everything a model needs, as numpy arrays: the observations, the static structure, the priors.
+
+    ``arrays(dtype)`` gives the ``(data, priors, loss)`` the model function takes; ``model`` is the
+    model with its ``spec`` bound. The PyMC twin reads the same arrays.
+    """
+
+    obs: Observations
+    spec: models.ModelSpec
+    fixed: dict[str, float]
+    weights: np.ndarray
+    group: np.ndarray  # replicate group of each observation, in model order
+    group_lang: np.ndarray
+    N0: np.ndarray
+    D0: np.ndarray
+    L_ref: np.ndarray
+    priors: dict[str, tuple[np.ndarray, np.ndarray]]
+    order: np.ndarray  # model order of the observations: obs[order] (replicates contiguous, by group size)
+
+    @property
+    def model(self):
+        return partial(models.get_model(self.spec.law), spec=self.spec)
+
+    def arrays(self, dtype=jnp.float32) -> tuple[models.ModelData, dict, jax.Array]:
+        obs, o = self.obs, self.order
+        x = models.scale_inputs({k: v[o] for k, v in obs.x.items()}, obs.lang[o], self.N0, self.D0)
+        data = models.ModelData(
+            x={k: jnp.asarray(v, dtype=dtype) for k, v in x.items()},
+            lang=jnp.asarray(obs.lang[o]),
+            weight=jnp.asarray(self.weights[o], dtype=dtype),
+            N0=jnp.asarray(self.N0, dtype=dtype),
+            D0=jnp.asarray(self.D0, dtype=dtype),
+            group=jnp.asarray(self.group),
+            group_lang=jnp.asarray(self.group_lang),
+        )
+        priors = jax.tree.map(lambda a: jnp.asarray(a, dtype=dtype), self.priors)
+        return data, priors, jnp.asarray(obs.loss[o], dtype=dtype)
+
+
+def build_model(
+    cube: xr.Dataset,
+    law: Law | str,
+    *,
+    target: str | Sequence[str] | None = None,
+    fix: Mapping[str, float] | str | None = None,
+    prior: priors_lib.PriorName = "default",
+    likelihood: Likelihood = "normal",
+    pooling: models.Pooling = "partial",
+    replicates: Replicates = "auto",
+    use_steps: bool = False,
+    weights: np.ndarray | None = None,
+) -> ModelInputs:
+    """The model of ``law`` for ``target``'s observations in ``cube`` (arguments as :func:`fit_bayes`)."""
+    law = registry.get_law(law) if isinstance(law, str) else law
+    _check_choice("prior", prior, priors_lib.PRIORS)
+    _check_choice("likelihood", likelihood, LIKELIHOODS)
+    _check_choice("pooling", pooling, models.POOLINGS)
+    _check_choice("replicates", replicates, get_args(Replicates))
+    obs = observations(cube, law, target=target, use_steps=use_steps)
+    union = tuple(dict.fromkeys(s for srcs in obs.sources for s in srcs))
+    fixed = _parse_fixed(fix, law, union)
+    n_obs, n_lang = len(obs.loss), len(obs.targets)
+    w = np.ones(n_obs) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (n_obs,) or not np.all((w == 0) | (w == 1)):
+        raise ValueError(f"weights must be {n_obs} values of 0 or 1 (one per observation, in observations() order); "
+                         f"got shape {w.shape}")
+    for t, target_name in enumerate(obs.targets):
+        if not np.any(w[obs.lang == t] > 0):
+            raise ValueError(f"weights leave no observation of target {target_name!r}")
+
+    group, counts = _replicate_groups(obs)
+    has_replicates = bool(counts.max() >= 2)
+    if replicates == "grouped" and likelihood != "normal":
+        raise ValueError("replicates='grouped' needs likelihood='normal' (the configuration effect is integrated out "
+                         "in closed form); use replicates='independent' with a Student-t likelihood")
+    if replicates == "grouped" and not has_replicates:
+        raise ValueError("replicates='grouped' needs runs that share a configuration (several seeds); this cube has none")
+    grouped = has_replicates and likelihood == "normal" and replicates != "independent"
+    n_groups = int(counts.size) if grouped else 0
+    order = np.arange(n_obs)
+    group_lang = np.zeros(1, dtype=np.int32)
+    sizes: tuple[tuple[int, int], ...] = ()
+    if grouped:
+        # model order: observations sorted by the size of their group, then by group, so that each size
+        # class is a contiguous (groups, size) block (replicate sums are reshapes, not scatters)
+        order = np.lexsort((group, counts[group]))
+        _, first = np.unique(group[order], return_index=True)
+        renumber = np.empty(n_groups, dtype=np.int64)
+        renumber[group[order][np.sort(first)]] = np.arange(n_groups)
+        group = renumber[group[order]].astype(np.int32)
+        group_lang = np.zeros(n_groups, dtype=np.int32)
+        group_lang[group] = obs.lang[order]
+        k, n_k = np.unique(np.bincount(group), return_counts=True)
+        sizes = tuple((int(a), int(b)) for a, b in zip(k, n_k))
+
+    pairs, names = [], []
+    for t, srcs in enumerate(obs.sources if law.transfer == "sources" else ()):
+        for k, s in enumerate(srcs):
+            pairs.append((t, k))
+            names.append(s)
+    spec = models.ModelSpec(
+        law=law.name,
+        n_lang=n_lang,
+        slots=obs.x["D_src"].shape[1] if law.transfer == "sources" else 0,
+        tau_pairs=tuple(pairs),
+        tau_names=tuple(names),
+        pooling=pooling if n_lang > 1 else "none",
+        likelihood=likelihood,
+        n_groups=n_groups,
+        group_sizes=sizes,
+        fixed=tuple(sorted((k, v) for k, v in fixed.items() if not (k.startswith("tau_") and k != "tau_other"))),
+        fixed_tau=tuple((i, fixed[f"tau_{s}"]) for i, s in enumerate(names) if f"tau_{s}" in fixed),
+    )
+    fitted = w > 0
+    N0, D0 = models.reference_scales({k: v[fitted] for k, v in obs.x.items()}, obs.lang[fitted], n_lang, law.name)
+    L_ref = np.array([np.median(obs.loss[fitted & (obs.lang == t)]) for t in range(n_lang)])
+    prior_arrays = priors_lib.prior_arrays(law, prior=prior, targets=obs.targets,
+                                           tau_pairs=[(obs.targets[t], s) for (t, _), s in zip(pairs, names)], L_ref=L_ref)
+
+    return ModelInputs(obs=obs, spec=spec, fixed=fixed, weights=w, group=group if grouped else np.zeros(n_obs, np.int32),
+                       group_lang=group_lang, N0=N0, D0=D0, L_ref=L_ref, priors=prior_arrays, order=order)
+
+
+def fit_bayes(
+    cube: xr.Dataset,
+    law: Law | str,
+    *,
+    method: BayesMethod = "nuts",
+    target: str | Sequence[str] | None = None,
+    fix: Mapping[str, float] | str | None = None,
+    prior: priors_lib.PriorName = "default",
+    likelihood: Likelihood = "normal",
+    pooling: models.Pooling = "partial",
+    replicates: Replicates = "auto",
+    num_chains: int = 4,
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    dense_mass: bool = True,
+    chain_method: ChainMethod = "auto",
+    precision: Precision = "float32",
+    init: Literal["map", "point", "prior"] = "map",
+    init_starts: int = 128,
+    svi_steps: int = 4000,
+    seed: int = 0,
+    use_steps: bool = False,
+    weights: np.ndarray | None = None,
+    check: bool = True,
+) -> FitResult:
+    """Posterior of ``law``'s parameters given ``target``'s losses in ``cube``.
+
+    Parameters
+    ----------
+    cube
+        A run cube (:mod:`atlas_bayes.cube`).
+    law
+        A registered law (:data:`atlas_bayes.registry.LAWS`).
+    method
+        ``"nuts"`` (exact, default), ``"svi"`` (full-rank Gaussian variational fit) or
+        ``"laplace"`` (Gaussian at the mode): the latter two are fast options for very large cubes.
+    target
+        An evaluation language, several (a list or ``"fr,de"``) or ``"all"``; may be left out
+        when the cube has one. Several targets make one joint model with a ``lang`` dim.
+    fix
+        Parameters held at values (``{"E": 1.8}`` or ``"E=1.8,..."``), for every target.
+    prior
+        ``"default"`` (weakly informative) or ``"paper"`` (published values): :mod:`atlas_bayes.priors`.
+    likelihood
+        ``"normal"`` or ``"student_t"`` (heavy tails for outlier runs) noise on log-loss.
+    pooling
+        Several targets: ``"none"``, ``"partial"`` (hierarchical, default) or ``"full"`` pooling of
+        ``E`` and the exponents across targets (:mod:`atlas_bayes.models`).
+    replicates
+        ``"auto"``: runs sharing a configuration (seeds) get a shared configuration effect and a
+        seed-to-seed noise ``sigma_seed`` (normal likelihood only; Student-t treats runs as
+        independent); ``"grouped"`` requires it, ``"independent"`` turns it off.
+    num_chains, num_warmup, num_samples, target_accept, max_tree_depth, dense_mass
+        NUTS settings (``num_chains * num_samples`` draws for SVI and Laplace).
+    chain_method
+        ``"auto"``/``"vectorized"``: chains vectorised on one device (one compilation);
+        ``"parallel"``: chains split over the host's XLA devices, one launch per device running
+        concurrently (one compilation per device: worth it when sampling outlasts compiling).
+    precision
+        ``"float32"`` (default: inputs are in reference units, every quantity is of order one) or
+        ``"float64"``.
+    init
+        Where the chains start (each with a small jitter): ``"map"`` (default) the posterior mode
+        found by L-BFGS from the prior medians; ``"point"`` point fits of each target (Huber/L-BFGS
+        from ``init_starts`` random starts of the paper's grid: more robust to local optima,
+        slower) polished to the posterior mode; ``"prior"`` the prior medians (warmup does all).
+    weights
+        0/1 per observation in :func:`observations` order: 0 leaves it out of the likelihood
+        (held-out splits; the compiled program is reused across splits).
+    check
+        Warn (:class:`~atlas_bayes.results.DiagnosticsWarning`) when the diagnostics are bad.
+
+    Examples
+    --------
+    >>> import jax
+    >>> from atlas_bayes import simulate
+    >>> runs = simulate.grid(N=[1e7, 3e7, 1e8, 3e8], D=[1e9, 3e9, 1e10, 3e10])
+    >>> cube = simulate.simulate_cube("chinchilla", simulate.PAPER["chinchilla_refit"], runs, key=jax.random.key(0))
+    >>> fit = fit_bayes(cube, "chinchilla", num_chains=2, num_warmup=300, num_samples=300, check=False)
+    >>> sorted(fit.param_names)
+    ['A', 'B', 'E', 'alpha', 'beta', 'sigma']
+    """
+    t_start = time.perf_counter()
+    law = registry.get_law(law) if isinstance(law, str) else law
+    _check_choice("method", method, BAYES_METHODS)
+    _check_choice("chain_method", chain_method, get_args(ChainMethod))
+    _check_choice("precision", precision, get_args(Precision))
+    _check_choice("init", init, ("map", "point", "prior"))
+    if num_chains < 1 or num_warmup < 1 or num_samples < 1:
+        raise ValueError(f"num_chains, num_warmup and num_samples must be >= 1; got {num_chains}, {num_warmup}, {num_samples}")
+    if not 0 < target_accept < 1:
+        raise ValueError(f"target_accept must be between 0 and 1 (e.g. 0.9); got {target_accept}")
+
+    m = build_model(cube, law, target=target, fix=fix, prior=prior, likelihood=likelihood, pooling=pooling,
+                    replicates=replicates, use_steps=use_steps, weights=weights)
+    obs, spec, fixed, w, N0, D0, L_ref = m.obs, m.spec, m.fixed, m.weights, m.N0, m.D0, m.L_ref
+    prior_arrays, n_lang, grouped = m.priors, spec.n_lang, spec.n_groups > 0
+    x64 = precision == "float64" or method == "laplace"  # the Hessian at the mode needs float64
+    dtype = jnp.float64 if x64 else jnp.float32
+    with jax.enable_x64(x64):
+        data, priors_j, loss = m.arrays(dtype)
+        model = m.model
+        args, kwargs = (data, priors_j), {"loss": loss}
+        proto = _prototype(model, args, kwargs)
+
+        t_init = time.perf_counter()
+        if init == "point":
+            inits, notes = _point_inits(obs, fixed, w, init_starts)
+        else:
+            inits, notes = [None] * n_lang, [f"prior median{' -> posterior mode' if init == 'map' else ''}"] * n_lang
+        for target_name, note in zip(obs.targets, notes):
+            if note.startswith("prior median (point fit failed"):
+                warnings.warn(f"{law.name} fit of {target_name!r}: starting from the {note}", UserWarning, stacklevel=2)
+        values = _init_values(obs, spec, prior_arrays, inits, N0, D0, L_ref)
+        key = jax.random.key(seed)
+        k_init, k_run = jax.random.split(key)
+        z0 = _flat_init(model, args, kwargs, values, proto, k_init, 1, 0.0, dtype)[0]
+        if init in ("map", "point"):
+            z0 = _mode_program(spec, proto, 500, 1e-3)(jnp.asarray(z0), *args, loss)
+        n_init = num_chains if method == "nuts" else 1
+        z0 = np.asarray(z0)[None, :] + (INIT_JITTER if method == "nuts" else 0.0) * np.asarray(
+            jax.random.normal(k_init, (n_init, z0.shape[0]), dtype=dtype))
+        t_run = time.perf_counter()
+
+        extra: dict[str, Any] = {}
+        stats = None
+        if method == "nuts":
+            draws, stats, extra = _run_nuts(spec, proto, args, loss, z0, k_run, num_warmup=num_warmup,
+                                            num_samples=num_samples, dense_mass=dense_mass, target_accept=target_accept,
+                                            max_tree_depth=max_tree_depth, chain_method=chain_method,
+                                            num_chains=num_chains)
+        else:
+            n_draws = num_chains * num_samples
+            if method == "laplace":
+                z, log_w, extra = _run_laplace(model, args, kwargs, proto, z0[0], k_run, num_draws=n_draws, dtype=dtype, spec=spec)
+                sites = _constrain_program(spec, proto)(z, *args, loss)
+            else:
+                from numpyro.infer.util import constrain_fn
+
+                unc, log_w, extra = _run_svi(model, args, kwargs, {k: jnp.asarray(v, dtype) for k, v in values.items()},
+                                             k_run, steps=svi_steps, num_draws=n_draws, dtype=dtype)
+                sites = jax.jit(jax.vmap(lambda u: constrain_fn(model, args, kwargs, u, return_deterministic=True)))(unc)
+            draws = {k: np.asarray(v)[None] for k, v in sites.items()}
+            extra["pareto_k"] = _pareto_k(log_w)
+        t_done = time.perf_counter()
+
+    posterior, dims = _posterior(draws, obs, spec, fixed, N0, D0)
+    log_lik = _log_likelihood(posterior, obs, likelihood)
+    multi = n_lang > 1
+    config = FitConfig(
+        law=law.name,
+        target=",".join(obs.targets),
+        method=method,
+        sources=() if multi else obs.sources[0],
+        fixed=fixed,
+        units=str(cube["loss"].attrs.get("units", "")),
+        options={
+            "targets": list(obs.targets),
+            "sources_by_target": {t: list(s) for t, s in zip(obs.targets, obs.sources)},
+            "prior": prior,
+            "likelihood": likelihood,
+            "pooling": spec.pooling,
+            "replicates": "grouped" if grouped else "independent",
+            "num_chains": num_chains if method == "nuts" else 1,
+            "num_warmup": num_warmup,
+            "num_samples": num_samples,
+            "target_accept": target_accept,
+            "max_tree_depth": max_tree_depth,
+            "dense_mass": dense_mass,
+            "precision": precision,
+            "init": dict(zip(obs.targets, notes)),
+            "seed": seed,
+            "use_steps": use_steps,
+            "excluded_cells": obs.excluded,
+            "held_out": int((w == 0).sum()),
+            "reference": {t: {"N0": float(N0[i]), "D0": float(D0[i]), "L_ref": float(L_ref[i])}
+                          for i, t in enumerate(obs.targets)},
+            "seconds": {"init": t_run - t_init, "sampling": t_done - t_run, "total": time.perf_counter() - t_start},
+            **extra,
+        },
+    )
+    x_store = dict(obs.x)
+    if not multi and law.transfer == "sources":
+        k_t = len(obs.sources[0])
+        x_store = {k: (v[:, :k_t] if k in ("D_src", "U_src") else v) for k, v in x_store.items()}
+    result = make_result(
+        config=config, posterior=posterior, estimate={}, x=x_store, loss=obs.loss, run=obs.run, cube=cube,
+        sample_stats=stats, log_likelihood=log_lik, dims=dims, coords={"lang": list(obs.targets)} if multi else None,
+        obs_coords={"target": np.asarray(obs.targets, dtype=object)[obs.lang], "weight": w},
+    )
+    if check:
+        check_diagnostics(result, stacklevel=2)
+    return result
