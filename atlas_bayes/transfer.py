@@ -21,6 +21,7 @@ The hierarchical model that predicts unmeasured pairs is :mod:`atlas_bayes.trans
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -102,11 +103,16 @@ def find_transfer_runs(cube: xr.Dataset, *, N: float | None = None) -> TransferR
                 continue
             bi.setdefault((t, s), []).append(unit)
     if missing:
-        raise ValueError("; ".join(
+        message = "; ".join(
             f"no monolingual baseline for target {t!r} at N={N:g}, needed by bilingual run(s) {', '.join(v[:4])}"
             f"{' and more' if len(v) > 4 else ''}: add a run with mix {t}=1 at N={N:g}"
             for t, v in sorted(missing.items())
-        ))
+        )
+        if not bi:
+            raise ValueError(message)
+        # The other direction of those pairs is still measurable: score it, and say what is left out.
+        warnings.warn(f"{message} (those cells are left out; the other direction of each pair is scored)",
+                      UserWarning, stacklevel=3)
     if not bi:
         raise ValueError(f"the bilingual runs at N={N:g} have no finite loss on either of their languages; nothing to score")
     order = [x for x in langs if x in {p for pair in bi for p in pair}]

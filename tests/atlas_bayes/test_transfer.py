@@ -109,9 +109,15 @@ def test_errors_name_the_runs_to_add(cube):
     # drop the monolingual ru runs: the en+ru and fr+ru runs scored on ru lack their baseline
     fin = cube_lib.final(cube)
     keep = [i for i in range(cube.sizes["run"]) if not (fin["mix"].sel(src="ru").values[i] == 1.0)]
-    with pytest.raises(ValueError, match=r"no monolingual baseline for target 'ru' at N=1e\+07, needed by bilingual "
+    # the other direction (en, fr as targets) is still scored, with a warning naming what to add
+    with pytest.warns(UserWarning, match=r"no monolingual baseline for target 'ru' at N=1e\+07, needed by bilingual "
                                          r"run\(s\) r\d+ \(ru\+en\).*add a run with mix ru=1 at N=1e\+07"):
-        transfer.find_transfer_runs(cube.isel(run=keep))
+        runs = transfer.find_transfer_runs(cube.isel(run=keep))
+    assert ("en", "ru") in runs.bi and not any(t == "ru" for t, _ in runs.bi)
+    # with no baseline at all, nothing can be scored: an error
+    no_mono = [i for i in range(cube.sizes["run"]) if fin["mix"].values[i].max() < 1.0]
+    with pytest.raises(ValueError, match=r"no monolingual baseline for target"):
+        transfer.find_transfer_runs(cube.isel(run=no_mono))
     two_sizes = _cube(seeds=1, langs=["en", "fr"], N=(1e7, 2e7))
     with pytest.raises(ValueError, match=r"several model sizes N = \[10000000.0, 20000000.0\]; choose one with --N"):
         transfer.find_transfer_runs(two_sizes)
