@@ -72,3 +72,20 @@ def test_errors_are_one_line(model_path, argv, message, capsys):
     assert main([a.replace("{model}", model_path) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "csv, message",
+    [
+        ("N,D,lang,mix:en,mix:fr\n3e7,2e9,de,0.5,0.5\n", "atlas: error: unknown evaluation language 'de'; the emulator predicts"),
+        ("N,D,lang,mix:en,mix:de\n3e7,2e9,en,0.5,0.5\n", "atlas: error: mix names 'de', which the emulator never saw in training"),
+        ("N,D,lang,mix:en,mix:fr\n3e7,2e9,en,0.5,0.6\n", "atlas: error: --grid mix columns: mixture weights must sum to 1"),
+        ("N,D\n3e7,2e9\n", "atlas: error: give the mixture (mix): the emulator was trained on 3 languages"),
+    ],
+)
+def test_bad_grid_files(model_path, tmp_path, csv, message, capsys):
+    grid = tmp_path / "configs.csv"
+    grid.write_text(csv)
+    assert main(["predict", model_path, "--grid", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
