@@ -5,12 +5,18 @@ Layers: :mod:`~atlas_bayes.laws` (pure ``jax.numpy`` formulas) -> :mod:`~atlas_b
 Bayesian inference) and queries over :mod:`~atlas_bayes.cube` run cubes.
 """
 
-from atlas_bayes import cube, laws, registry, tabular
-from atlas_bayes.cube import CubeError, load, save
-from atlas_bayes.fitting import fit
-from atlas_bayes.registry import LAWS, get_law
-from atlas_bayes.results import FitResult, load_fit, summary
-from atlas_bayes.tabular import from_table, import_table, to_table
+import warnings as _warnings
+
+# ArviZ 0.23 announces its 1.0 refactor with a FutureWarning on every import; it is not about this
+# package's use of ArviZ and users can do nothing about it, so that one message is silenced.
+_warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
+
+from atlas_bayes import cube, laws, registry, tabular  # noqa: E402
+from atlas_bayes.cube import CubeError, load, save  # noqa: E402
+from atlas_bayes.fitting import fit  # noqa: E402
+from atlas_bayes.registry import LAWS, get_law  # noqa: E402
+from atlas_bayes.results import FitResult, load_fit, summary  # noqa: E402
+from atlas_bayes.tabular import from_table, import_table, to_table  # noqa: E402
 
 __all__ = [
     "cube",
