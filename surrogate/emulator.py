@@ -70,7 +70,7 @@ class Surrogate:
     const: np.ndarray  # (L,) mean log-loss of the languages without a prior law
     train: dict[str, np.ndarray]  # N, D, finetune (run,); mix, U (run, src); loss (run, lang)
     ranges: dict[str, tuple[float, float]]
-    default_U: np.ndarray  # (S,) U per source when a query gives none (NaN: must be given)
+    default_U: np.ndarray  # (S,) U per source when a query gives none: the runs' one budget, else inf if some ran on fresh data, else NaN (must be given)
     kinds: tuple[str, ...]
     options: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
@@ -143,7 +143,8 @@ class Surrogate:
         if mix is None:
             if S != 1:
                 raise ValueError(f"give the mixture (mix): the emulator was trained on {S} languages {list(self.srcs)}, "
-                                 "e.g. --mix " + ",".join(f"{s}={1 / S:.3g}" for s in self.srcs))
+                                 "e.g. --mix " + ",".join(f"{s}={1 / S:.3g}" for s in self.srcs)
+                                 + " (or mix:<lang> columns in a --grid file)")
             mix = np.ones((n, 1))
         bad = np.argwhere(~np.isfinite(mix) | (mix < 0))
         if bad.size:
@@ -173,12 +174,7 @@ class Surrogate:
             i, j = bad[0]
             raise ValueError(f"U must be a positive token count or inf; got U:{self.srcs[j]}={float(U_full[i, j])!r} (config {i})")
         if warn and U_given is not None:
-            for j, s in enumerate(self.srcs):
-                repeats = np.isfinite(U_full[:, j]) & (mix[:, j] * D > U_full[:, j])
-                if s not in self.spec.u_srcs and repeats.any():
-                    warnings.warn(f"U for {s!r} makes the query repeat data, but no training run repeated {s!r} data: "
-                                  "the emulator's GP does not see U there (only a prior law does); add repeated-data runs",
-                                  UserWarning, stacklevel=stacklevel)
+            self._check_U(U_full, mix, D, stacklevel=stacklevel + 1)
         kinds = np.broadcast_to(np.asarray(kind, dtype=object), (n,))
         unknown = sorted({str(k) for k in kinds} - set(cube_lib.KINDS))
         if unknown:
@@ -201,6 +197,33 @@ class Surrogate:
                           "The sd grows with the distance, but check such predictions with a run", ExtrapolationWarning,
                           stacklevel=stacklevel)
         return N, D, mix, U_full, finetune, factor
+
+    def _check_U(self, U, mix, D, *, stacklevel: int) -> None:
+        """Warn where a given ``U`` lies outside the unique-token budgets the training runs used."""
+        warn_at = self.options.get("warn_factor", EXTRAPOLATION_WARN)
+        for j, s in enumerate(self.srcs):
+            used = mix[:, j] > 0
+            if s not in self.spec.u_srcs:
+                repeats = used & np.isfinite(U[:, j]) & (mix[:, j] * D > U[:, j])
+                if repeats.any():
+                    warnings.warn(f"U for {s!r} makes the query repeat data, but no training run repeated {s!r} data: "
+                                  "the emulator's GP does not see U there (only a prior law does); add repeated-data runs",
+                                  UserWarning, stacklevel=stacklevel)
+                continue
+            seen = self.train["U"][self.train["mix"][:, j] > 0, j]
+            seen = seen if seen.size else self.train["U"][:, j]  # no run trained on s: the budgets the cube lists
+            lo, hi = float(seen.min()), float(seen.max())
+            with np.errstate(divide="ignore", invalid="ignore"):
+                factor = np.where(np.isinf(U[:, j]), np.where(np.isinf(hi), 1.0, np.inf), np.maximum(U[:, j] / hi, lo / U[:, j]))
+            bad = np.flatnonzero(used & (factor > warn_at))
+            if bad.size:
+                i = bad[0]
+                trained = f"{lo:.3g}" if lo == hi else f"{lo:.3g} to {hi:.3g}"
+                warnings.warn(f"{bad.size} configuration(s) give U:{s}={U[i, j]:.3g} (config {i}), outside the budgets "
+                              f"the training runs used for {s!r} ({trained}) by more than {warn_at:g}x: the GP learned the "
+                              "effect of repeated data only at those budgets, so the prediction extrapolates (its sd grows; "
+                              "check it with a run, or give an ATLAS fit as --prior, whose law models U)",
+                              ExtrapolationWarning, stacklevel=stacklevel)
 
     def _columns(self, value, srcs, n: int, *, what: str, fill: float):
         if value is None:
@@ -305,7 +328,7 @@ class Surrogate:
             if getattr(configs, "lang", None) is not None:
                 row_lang = np.asarray([str(v) for v in configs.lang])
                 langs = [lang for lang in self.langs if lang in set(row_lang)] if langs is None else langs
-                self._check_langs(sorted(set(row_lang)))
+                self._check_langs(sorted({str(v) for v in row_lang}))
         if N is None or D is None:
             raise ValueError("give N and D (or configs)")
         langs = self._check_langs(langs)
@@ -340,7 +363,8 @@ class Surrogate:
             "extrapolation": (("config",), factor),
         }
         coords = {"config": np.arange(len(N)), "lang": np.asarray(langs, dtype=object), "src": np.asarray(self.srcs, dtype=object)}
-        attrs = {"level": level, "units": self.units, "source": "surrogate", "law": self.name, "targets": list(langs)}
+        attrs = {"level": level, "units": self.units, "source": "surrogate", "law": self.name, "target": ",".join(langs),
+                 "targets": list(langs)}
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -513,7 +537,9 @@ def _make(spec, langs, units, state, priors, const, train, options, diag) -> Sur
     default_U = np.empty(S)
     for j in range(S):
         vals = np.unique(train["U"][:, j])
-        default_U[j] = vals[0] if len(vals) == 1 else np.nan
+        # one budget: that one; several including fresh data: fresh data (as a fit's prediction
+        # defaults to); several finite ones only: none (the query must say)
+        default_U[j] = vals[0] if len(vals) == 1 else (np.inf if np.isinf(vals).any() else np.nan)
     kinds = tuple(k for k, flag in (("pretrain", 0.0), ("finetune", 1.0)) if np.any(train["finetune"] == flag))
     ranges = {"N": (float(train["N"].min()), float(train["N"].max())), "D": (float(train["D"].min()), float(train["D"].max()))}
     return Surrogate(spec=spec, langs=tuple(langs), units=units, state=state, priors=priors, const=np.asarray(const, float),

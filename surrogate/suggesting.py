@@ -225,6 +225,8 @@ def suggest(
             gain = np.array(_reduction(covs, noise, eps, xi, *data, M=M, decision=decision))
             gain[[p["_index"] for p in picks]] = -np.inf
             best = int(np.argmax(gain))
+            # Var_y E[h | y_c] >= 0 exactly; its bias-corrected estimate can dip below 0 by Monte Carlo noise
+            gain[best] = max(float(gain[best]), 0.0)
             remaining = max(remaining - float(gain[best]), 0.0)
             i = M + best
             covs = covs - covs[:, :, i, None] * covs[:, None, i, :] / (covs[:, i, i] + noise)[:, None, None]

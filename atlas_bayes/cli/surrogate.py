@@ -121,7 +121,7 @@ def _plan(args: argparse.Namespace) -> None:
     print(f"plan for C = {fmt_num(result.compute)} FLOPs, minimising the {what} averaged over {', '.join(result.loss)} "
           f"({model.name}, best of {result.n_starts} starts)")
     print(f"  N = {fmt_num(result.N)} parameters, D = {fmt_num(result.D)} tokens"
-          + (f"  (extrapolates {result.extrapolation:.2g}x beyond the trained range)" if result.extrapolation > 1 else ""))
+          + (f"  (extrapolates {result.extrapolation:.3g}x beyond the trained range)" if result.extrapolation > 1.001 else ""))
     print("  mixture: " + ", ".join(f"{s}={w:.3g}" for s, w in result.mix.items()))
     print(f"  predicted loss ({result.units}), {pct} interval for a run with this configuration:")
     for t, v in result.loss.items():

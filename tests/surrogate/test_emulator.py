@@ -10,6 +10,7 @@ import surrogate
 from atlas_bayes import cube as cube_lib
 from atlas_bayes import registry, results
 from surrogate import ExtrapolationWarning
+from surrogate.emulator import _make
 
 
 def test_held_out_runs_beat_the_language_mean_and_intervals_cover(model, split):
@@ -36,6 +37,7 @@ def test_prediction_schema(model):
         assert ds[name].dims == ("config", "lang") and np.all(np.isfinite(ds[name].values))
     assert ds["mix"].dims == ("config", "src") and ds["extrapolation"].dims == ("config",)
     assert ds.attrs["source"] == "surrogate" and ds.attrs["level"] == 0.8 and ds.attrs["law"] == "gp"
+    assert ds.attrs["target"] == "en,fr,sw" and ds.attrs["targets"] == ["en", "fr", "sw"]  # as a fit's prediction
     assert np.all(ds["lower"] < ds["median"]) and np.all(ds["median"] < ds["upper"])
     # the latent (noise-free) interval sits inside a new run's interval
     assert np.all(ds["law_lower"] >= ds["lower"]) and np.all(ds["law_upper"] <= ds["upper"])
@@ -120,6 +122,19 @@ def test_extrapolation_warns_past_the_set_factor(model):
         model.predict(N=3e7, D=3e9, mix={"en": 1.0}, langs="sw")
 
 
+def test_a_u_budget_the_training_runs_never_used_warns(model):
+    # every training run had sw's budget at 1e8 tokens: the GP saw U only there
+    with pytest.warns(ExtrapolationWarning, match=r"1 configuration\(s\) give U:sw=1e\+09 \(config 0\), outside the budgets "
+                      r"the training runs used for 'sw' \(1e\+08\) by more than 2x"):
+        model.predict(N=3e7, D=3e9, mix={"sw": 1.0}, U={"sw": 1e9}, langs="sw")
+    with pytest.warns(ExtrapolationWarning, match=r"give U:sw=inf"):
+        model.predict(N=3e7, D=3e9, mix={"sw": 1.0}, U={"sw": np.inf}, langs="sw")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within the factor, or a language the query does not train on: silent
+        model.predict(N=3e7, D=3e9, mix={"sw": 1.0}, U={"sw": 1.5e8}, langs="sw")
+        model.predict(N=3e7, D=3e9, mix={"en": 1.0}, U={"sw": 1e12}, langs="en")
+
+
 def test_u_must_be_given_where_training_budgets_differ(model):
     # as if sw's training runs had several unique-token budgets: no default U for sw
     m = dataclasses.replace(model, default_U=np.array([np.inf, np.inf, np.nan]))
@@ -128,6 +143,23 @@ def test_u_must_be_given_where_training_budgets_differ(model):
     ds = m.predict(N=3e7, D=3e9, mix={"sw": 1.0}, U={"sw": 2e8}, langs="sw")
     assert float(ds["U"].sel(src="sw")[0]) == 2e8
     assert np.isinf(m.predict(N=3e7, D=3e9, mix={"en": 1.0}, langs="en")["U"].sel(src="sw")[0])  # sw unused: inf
+
+
+def test_default_u_is_the_one_budget_else_fresh_data_else_none(model):
+    # as if one training run had sw on fresh data and another en at a finite budget
+    train = dict(model.train, U=model.train["U"].copy())
+    train["U"][0, 2], train["U"][1, 0], train["U"][2, 1] = np.inf, 5e7, 6e7
+    train["U"][3, 1] = 7e7
+    m = _make(model.spec, model.langs, model.units, model.state, model.priors, model.const, train, model.options,
+              model.diagnostics)
+    # sw: 1e8 and inf -> inf (as a fit's prediction); en: inf and 5e7 -> inf; fr: inf, 6e7, 7e7 -> inf
+    assert np.all(np.isinf(m.default_U))
+    train["U"][:, 1] = np.where(np.arange(len(train["N"])) % 2, 6e7, 7e7)  # fr: two finite budgets only
+    m = _make(model.spec, model.langs, model.units, model.state, model.priors, model.const, train, model.options,
+              model.diagnostics)
+    assert np.isnan(m.default_U[1]) and np.isinf(m.default_U[0])
+    with pytest.raises(ValueError, match=r"give U for 'fr' .*budgets \['6e\+07', '7e\+07'\], so there is no default"):
+        m.predict(N=3e7, D=3e9, mix={"fr": 1.0})
 
 
 def test_emulate_checks_its_arguments(small_cube):
