@@ -246,7 +246,7 @@ def plan(
     small = (mix < 1e-4) & ~np.isin(np.arange(S), allowed[floor > 0])
     mix = np.where(small, 0.0, mix)
     mix = mix / mix.sum()
-    pred = model.predict(N=[N], D=[D], mix=mix[None], U=u_row[None], langs=targets, level=level)
+    pred = model.predict(N=[N], D=[D], mix=mix[None], U=u_row[None], langs=targets, level=level, precision="float64")
     loss = {t: {k: float(pred[k].sel(lang=t).values[0]) for k in ("mean", "median", "lower", "upper", "sd")} for t in targets}
     average = _average_interval(model, targets, N, D, mix, u_row, level, key)
     optima = []

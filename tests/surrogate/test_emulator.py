@@ -43,6 +43,23 @@ def test_prediction_schema(model):
     assert np.all(ds["law_lower"] >= ds["lower"]) and np.all(ds["law_upper"] <= ds["upper"])
 
 
+def test_float32_prediction_agrees_with_float64(model, split):
+    train, test = split
+    kw = dict(N=np.r_[train["N"].values, test["N"].values], D=np.r_[train["D"].values, test["D"].values],
+              mix=np.r_[train["mix"].values, test["mix"].values])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)  # languages a run never trained on
+        a, b = model.predict(**kw), model.predict(**kw, precision="float64")
+    sd_log = np.log(b["upper"] / b["lower"]) / 2  # 1.645 predictive sds on the log scale
+    latent_log = np.log(b["law_upper"] / b["law_lower"]) / 2
+    # single precision's 6e-8 relative rounding through ~100-run solves: measured ~1e-3 sd at most,
+    # training runs included (where the posterior variance cancels most); 1e-2 leaves room
+    assert np.max(np.abs(np.log(a["median"] / b["median"])) / sd_log) < 1e-2
+    assert np.max(np.abs(np.log(a["law_upper"] / a["law_lower"]) / 2 - latent_log) / latent_log) < 1e-2
+    with pytest.raises(ValueError, match=r"precision must be one of \['float32', 'float64'\]; got 'float16'"):
+        model.predict(N=3e7, D=3e9, mix={"en": 1.0}, langs="en", precision="float16")
+
+
 def test_sd_grows_with_distance_from_the_runs(model):
     n_hi = model.ranges["N"][1]
     N = n_hi * np.array([1.0, 1.9, 5.0, 20.0])
