@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["transfer_heatmap", "iso_loss_plot", "crossover_plot", "save_figure"]
+__all__ = ["transfer_heatmap", "iso_loss_plot", "crossover_plot", "loss_curves_plot", "surrogate_holdout_plot", "save_figure"]
 
 
 def _pyplot():
@@ -145,4 +145,71 @@ def crossover_plot(result, path: str | os.PathLike, *, title: str | None = None)
     ax.set_ylabel(f"loss on {result.target} ({result.units})")
     ax.set_title(title or f"pretrain from scratch (solid) vs finetune (dashed) on {result.target}: crossover D*", fontsize=9)
     ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def loss_curves_plot(fit, cube: xr.Dataset, path: str | os.PathLike, *, target: str | None = None, level: float = 0.9,
+                     title: str | None = None) -> Path:
+    """Observed losses against ``D`` (one line per ``N``) and against ``N`` (one per ``D``), with bands.
+
+    ``fit`` is a fit of a law of ``N`` and ``D`` (:func:`atlas_bayes.inference.fit_bayes` or a point
+    fit with bootstrap); ``cube`` the runs to show (final checkpoints). The dark band is the law's
+    ``level`` credible interval (parameter uncertainty), the light band a new run's predictive interval
+    (noise included).
+    """
+    from atlas_bayes import cube as cube_lib
+    from atlas_bayes.predict import predict
+
+    plt = _pyplot()
+    target = target or fit.targets[0]
+    fin = cube_lib.final(cube)
+    N = fin["N"].values.astype(float)
+    D = np.asarray(fin["D"].values, dtype=float).reshape(len(N), -1)[:, -1]
+    y = fin["loss"].sel(lang=target).values.reshape(len(N), -1)[:, -1]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True)
+    for ax, (x, other, xname, oname) in zip(axes, ((D, N, "D (tokens)", "N"), (N, D, "N (parameters)", "D"))):
+        values = np.unique(other)
+        grid = np.geomspace(x.min() / 1.5, x.max() * 1.5, 40)
+        for k, v in enumerate(values):
+            color = plt.get_cmap("viridis")(k / max(len(values) - 1, 1))
+            q = dict(N=float(v), D=grid) if xname.startswith("D") else dict(N=grid, D=float(v))  # N x D is a product grid
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the bands run a little past the data on purpose
+                ds = predict(fit, **q, target=target, level=level).sel(lang=target)
+            ax.fill_between(grid, ds["lower"].values, ds["upper"].values, color=color, alpha=0.12, linewidth=0)
+            ax.fill_between(grid, ds["law_lower"].values, ds["law_upper"].values, color=color, alpha=0.35, linewidth=0)
+            ax.plot(grid, ds["median"].values, color=color, linewidth=1, label=f"{oname}={v:.3g}")
+            sel = other == v
+            ax.scatter(x[sel], y[sel], color=color, s=16, edgecolor="k", linewidth=0.4, zorder=3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xname)
+        ax.legend(fontsize=7, title=f"{len(values)} values of {oname}", title_fontsize=7)
+    axes[0].set_ylabel(f"loss on {target} ({cube['loss'].attrs.get('units', '')})")
+    fig.suptitle(title or f"{fit.law} fit ({fit.method}): law's {level:.0%} interval (dark), new run's (light)", fontsize=10)
+    return save_figure(fig, path)
+
+
+def surrogate_holdout_plot(observed, mean, lower, upper, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Predicted against observed loss of held-out runs, with each prediction's interval as an error bar.
+
+    Arrays of one shape (runs x languages, NaN where not observed); points on the diagonal are exact.
+    """
+    plt = _pyplot()
+    obs, mean, lo, hi = (np.asarray(a, dtype=float).ravel() for a in (observed, mean, lower, upper))
+    ok = np.isfinite(obs) & np.isfinite(mean)
+    inside = ok & (obs >= lo) & (obs <= hi)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for sel, color, label in ((inside, "C0", "inside the interval"), (ok & ~inside, "C3", "outside")):
+        if sel.any():
+            ax.errorbar(obs[sel], mean[sel], yerr=[mean[sel] - lo[sel], hi[sel] - mean[sel]], fmt="o", ms=3, color=color,
+                        elinewidth=0.8, capsize=0, label=f"{label} ({int(sel.sum())})")
+    span = [np.nanmin(np.r_[obs[ok], lo[ok]]), np.nanmax(np.r_[obs[ok], hi[ok]])]
+    ax.plot(span, span, color="0.5", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("observed loss")
+    ax.set_ylabel("predicted loss (mean, interval)")
+    ax.set_title(title or "surrogate on held-out runs", fontsize=9)
+    ax.legend(fontsize=8)
     return save_figure(fig, path)
