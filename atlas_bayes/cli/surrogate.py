@@ -9,8 +9,9 @@ from atlas_bayes.cli.common import add_json_flag, add_level_flag, emit_json, fmt
 __all__ = ["register", "load_model", "predict_surrogate"]
 
 
-def _add_objective(p) -> None:
-    p.add_argument("--targets", required=True, help="evaluation languages whose average loss counts, e.g. fr,sw")
+def _add_objective(p, *, targets_required: bool = True) -> None:
+    p.add_argument("--targets", required=targets_required, help="evaluation languages whose average loss counts, e.g. fr,sw"
+                   + ("" if targets_required else " (default: every evaluation language)"))
     p.add_argument("--languages", help="training languages the mixture may use (default: all the emulator knows)")
     p.add_argument("--objective", default="mean", choices=("mean", "quantile"),
                    help="minimise the expected loss (mean) or a risk-averse quantile of it")
@@ -52,9 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="a run cube (an emulator is trained on it) or a surrogate file")
     p.add_argument("--n", type=int, default=5, help="runs to propose (default 5)")
     p.add_argument("--decision", default="optimum", choices=("optimum", "crossover"))
-    p.add_argument("--compute", type=float, help="budget for --decision optimum, e.g. 1e20")
+    p.add_argument("--compute", type=float, help="budget for --decision optimum, e.g. 1e20 (default: the largest training run's compute)")
     p.add_argument("--N", type=float, help="model size for --decision crossover")
-    _add_objective(p)
+    _add_objective(p, targets_required=False)
     p.add_argument("--prior", action="append", help="fit file(s) for the emulator's mean function (when SOURCE is a cube)")
     p.add_argument("--candidates", type=int, default=256, help="random candidate runs to rank (default 256)")
     p.add_argument("--max-run-compute", type=float, help="largest compute of a proposed run (default: the largest training run's)")
@@ -145,7 +146,17 @@ def _suggest(args: argparse.Namespace) -> None:
         model = surrogate.load(args.source)
     else:
         model = surrogate.emulate(cube_lib.load(args.source), prior=args.prior)
-    result = surrogate.suggest(model, n=args.n, decision=args.decision, compute=args.compute, targets=args.targets,
+    defaults = []
+    targets, compute = args.targets, args.compute
+    if targets is None and args.decision == "optimum":
+        targets = list(model.langs)
+        defaults.append(f"targets: every evaluation language ({','.join(targets)}; set --targets)")
+    if compute is None and args.decision == "optimum":
+        import numpy as np
+
+        compute = float(np.max(6 * model.train["N"] * model.train["D"]))
+        defaults.append(f"budget: the largest training run's compute, C = {fmt_num(compute)} FLOPs (set --compute)")
+    result = surrogate.suggest(model, n=args.n, decision=args.decision, compute=compute, targets=targets,
                                languages=args.languages, objective=args.objective, quantile=args.quantile,
                                U=parse_assignments(args.U, flag="--U"), N=args.N, n_candidates=args.candidates,
                                max_run_compute=args.max_run_compute, key=jax.random.key(args.seed))
@@ -154,6 +165,8 @@ def _suggest(args: argparse.Namespace) -> None:
         return
     import pandas as pd
 
+    for line in defaults:
+        print(f"default {line}")
     print(f"decision: {result.decision}; quantity: {result.quantity}")
     print(f"its sd now (reducible by runs): {fmt_num(result.current_sd)}; ranked {result.n_candidates} candidate runs")
     rows = [{"N": r["N"], "D": r["D"], "compute": r["compute"], "kind": r["kind"],

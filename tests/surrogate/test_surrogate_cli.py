@@ -51,6 +51,11 @@ def test_predict_plan_suggest_on_a_saved_surrogate(model_path, tmp_path, capsys)
     assert main(["suggest", model_path, "--n", "2", "--compute", "5.4e17", "--targets", "en,fr", "--languages", "en,fr",
                  "--candidates", "32"]) == 0
     assert "variance reduction" in capsys.readouterr().out
+    # no budget or targets: the largest training run's compute (1e8 x 1e10 x 6) and every language, said so
+    assert main(["suggest", model_path, "--n", "1", "--candidates", "16"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("default targets: every evaluation language (en,fr,sw; set --targets)\n"
+                           "default budget: the largest training run's compute, C = 6e+18 FLOPs (set --compute)\n")
 
 
 @pytest.mark.parametrize(
