@@ -34,8 +34,8 @@ tau_other     Normal(0, 0.15)                  it weighs most of a many-language
 sigma         HalfNormal(0.1)                  log-loss noise: seeds differ by ~1%
 sigma_seed    HalfNormal(0.1)                  seed-to-seed part (replicated configurations)
 nu            Gamma(2, 0.1)                    Student-t degrees of freedom (Juarez & Steel 2010)
-sd_<p>        HalfNormal(0.25)                 partial pooling: spread of log E / log alpha ...
-                                               across target languages
+mu_<p>        the parameter's prior above      partial pooling: common value of log E, log alpha ...
+(spread)      0.25, fixed (``POOL_SD``)        of the targets around mu_<p> (see atlas_bayes.models)
 ============  ==============================  ====================================================
 
 ``prior="paper"`` centres what was published, with stated widths (sd on the natural scale; for

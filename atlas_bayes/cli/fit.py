@@ -17,11 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("cube", help="run cube (.nc), from `atlas import` or `atlas train`")
     p.add_argument("--law", required=True, help=f"one of: {', '.join(LAWS)}")
     p.add_argument("--method", default="point", choices=METHODS, help="point (Huber/L-BFGS + bootstrap) or a Bayesian method")
-    p.add_argument("--target", help="evaluation language to fit (needed when the cube has several)")
+    p.add_argument("--target", help="evaluation language to fit (needed when the cube has several); "
+                                    "Bayesian methods also take several (fr,de) or 'all' for one joint model")
     p.add_argument("--fix", help="hold parameters fixed: NAME=VALUE,NAME=VALUE")
     p.add_argument("--out", help="write the fit (ArviZ netCDF) here, for `atlas predict` and friends")
     p.add_argument("--seed", type=int, default=0, help="random seed (bootstrap / sampler)")
     p.add_argument("--bootstrap", type=int, default=200, help="point method: bootstrap refits for the interval (default 200)")
+    b = p.add_argument_group("Bayesian methods (nuts, svi, laplace)")
+    b.add_argument("--prior", default="default", help="default (weakly informative) or paper (published values)")
+    b.add_argument("--likelihood", default="normal", help="noise on log-loss: normal or student_t (outlier runs)")
+    b.add_argument("--pooling", default="partial", help="several targets: none, partial (default) or full pooling of E and exponents")
+    b.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
+    b.add_argument("--warmup", type=int, default=500, help="NUTS warmup iterations per chain (default 500)")
+    b.add_argument("--draws", type=int, default=1000, help="draws per chain (default 1000)")
+    b.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance (default 0.8; raise to 0.95 on divergences)")
     add_level_flag(p)
     add_json_flag(p)
     p.set_defaults(func=_fit)
@@ -36,6 +45,16 @@ def _fit(args: argparse.Namespace) -> None:
     options = {"seed": args.seed}
     if args.method == "point":
         options["bootstrap"] = args.bootstrap
+        ignored = [f"--{k.replace('_', '-')}" for k, default in (("prior", "default"), ("likelihood", "normal"),
+                   ("pooling", "partial")) if getattr(args, k) != default]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} apply to Bayesian fits; add --method nuts (or svi, laplace)")
+        if args.target and ("," in args.target or args.target == "all"):
+            raise ValueError(f"--method point fits one target at a time; got --target {args.target} "
+                             "(use a Bayesian --method for a joint fit of several)")
+    else:
+        options.update(prior=args.prior, likelihood=args.likelihood, pooling=args.pooling, num_chains=args.chains,
+                       num_warmup=args.warmup, num_samples=args.draws, target_accept=args.target_accept)
     result = fit(cube, args.law, method=args.method, target=args.target, fix=args.fix, **options)
     if args.out:
         result.save(args.out)
@@ -56,7 +75,9 @@ def _fit(args: argparse.Namespace) -> None:
         print(f"estimate = best of {diag.get('n_starts')} L-BFGS starts (Huber delta {result.config.options.get('delta')}); "
               f"sd and interval from {diag.get('bootstrap')} bootstrap refits")
     print_table(table, fixed=fixed.to_numpy())
-    if result.method != "point":
+    if result.method in ("svi", "laplace"):
+        print(f"diagnostics: Pareto k {fmt_num(diag.get('pareto_k'), 3)} (approximation trustworthy below 0.7)")
+    elif result.method != "point":
         print(f"diagnostics: max R-hat {fmt_num(diag['max_r_hat'])}, min bulk ESS {fmt_num(diag['min_ess_bulk'])}, "
               f"min tail ESS {fmt_num(diag['min_ess_tail'])}, divergences {fmt_num(diag['divergences'])}")
     if args.out:

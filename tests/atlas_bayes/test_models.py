@@ -94,8 +94,9 @@ def test_sites_carry_spec_names_and_plates_the_cube_dims():
     data, priors, loss = m.arrays()
     trace = numpyro.handlers.trace(numpyro.handlers.seed(m.model, 0)).get_trace(data, priors, loss=loss)
     sites = {k: v for k, v in trace.items() if v["type"] in ("sample", "deterministic")}
-    for name in ("E", "A", "B", "alpha", "beta", "lam", "tau_other", "sigma", "tau_en", "tau_de", "mu_alpha", "sd_alpha"):
+    for name in ("E", "A", "B", "alpha", "beta", "lam", "tau_other", "sigma", "tau_en", "tau_de", "mu_alpha"):
         assert name in sites, name
+    assert "sd_alpha" not in sites  # partial pooling's spread is fixed (atlas_bayes.models: no funnel)
     assert sites["alpha"]["value"].shape == (2,)  # one per target, in the lang plate
     assert [f.name for f in trace["alpha"]["cond_indep_stack"]] == ["lang"]
     assert [f.name for f in trace["loss"]["cond_indep_stack"]] == ["obs"]
