@@ -21,6 +21,8 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 COMMAND_MODULES = (
     "atlas_bayes.cli.data",
     "atlas_bayes.cli.fit",
+    "atlas_bayes.cli.query",
+    "atlas_bayes.cli.compare",
     "atlas_bayes.cli.demo",
     "atlas_bayes.cli.train",
     "atlas_bayes.cli.analysis",
