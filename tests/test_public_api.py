@@ -6,7 +6,8 @@ import pytest
 
 PUBLIC = {
     "atlas_bayes": {
-        "cube", "laws", "registry", "tabular", "CubeError", "load", "save", "fit", "LAWS", "get_law",
+        "compare", "crossover", "cube", "curse", "inference", "laws", "optimal", "plots", "point", "predict",
+        "registry", "simulate", "tabular", "transfer", "transfer_model", "fit_bayes", "CubeError", "load", "save", "fit", "LAWS", "get_law",
         "FitResult", "load_fit", "summary", "from_table", "import_table", "to_table",
     },
 }
