@@ -1,26 +1,12 @@
 """Law comparison: the paper's Table 1 protocol (held-out R^2 per split), with uncertainty.
 
-Each split (SPEC section 4) divides the comparison points of every target into a training part and
-a held-out part; every law is fitted on the training part and scored on the held-out part:
-
-``random``  a random ``holdout`` share (default 20%) of the run configurations (seeds of one
-            configuration stay together);
-``N``       the largest model sizes;
-``D``       the largest token counts;
-``C``       the largest training compute ``C = 6 N D``;
-``M``       every mixture that is not monolingual, bilingual or Unimax (runs on 3 or more
-            languages; a Unimax run is recognised by its name in the cube's ``mixture`` variable,
-            which the trainer writes).
-
-For ``N``, ``D`` and ``C`` the largest distinct values are held out, as many as bring the held-out
-share closest to ``holdout`` while leaving at least two distinct values to fit on.
-
-The comparison points are the same for every law: the final losses of pretraining runs that train
-on the target (every run, when the target is not a training language); finetunes are left out. A
-law is fitted on all of its observations with 0/1 weights (:func:`atlas_bayes.inference.fit_bayes`,
-:func:`atlas_bayes.point.fit_point_arrays`), so its fits on the five splits share one compiled
-program. Laws a cube cannot support (DCSL without ``U``, ATLAS or MSL without multilingual
-mixtures) are skipped, with the reason, for the targets concerned.
+Each split of :mod:`atlas_bayes.splits` (SPEC section 4: ``random``, ``N``, ``D``, ``C``, ``M``)
+divides the comparison points of every target into a training and a held-out part; every law is
+fitted on the training part and scored on the held-out part. The points are the same for every law,
+and a law is fitted on all of its observations with 0/1 weights
+(:func:`atlas_bayes.inference.fit_bayes`, :func:`atlas_bayes.point.fit_point_arrays`), so its fits on
+the five splits share one compiled program. Laws a cube cannot support (DCSL without ``U``, ATLAS or
+MSL without multilingual mixtures) are skipped, with the reason, for the targets concerned.
 
 Scores (:func:`compare`), per law, split and target:
 
@@ -50,14 +36,14 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from atlas_bayes import cube as cube_lib
 from atlas_bayes import registry
+from atlas_bayes.splits import ALL, SPLIT_LABELS, SPLITS, Points, SplitName, comparison_targets, points, split_mask
 
 __all__ = [
     "SplitName",
@@ -75,158 +61,12 @@ __all__ = [
     "to_json",
 ]
 
-SplitName = Literal["random", "N", "D", "C", "M"]
-SPLITS: tuple[str, ...] = get_args(SplitName)
-SPLIT_LABELS = {"random": "R2", "N": "R2(N)", "D": "R2(D)", "C": "R2(C)", "M": "R2(M)"}
 DEFAULT_LAWS = ("chinchilla", "dcsl", "msl", "atlas")
-ALL = "all"  # the ``lang`` label of scores over every target
 PARETO_K = 0.7  # PSIS-LOO is unreliable for points above this shape (Vehtari et al. 2017)
-_HELD_OUT = {
-    "random": "a random share of the run configurations",
-    "N": "the largest model sizes N",
-    "D": "the largest token counts D",
-    "C": "the largest compute C = 6ND",
-    "M": "the mixtures that are not monolingual, bilingual or Unimax",
-}
 
 
 class ParetoKWarning(UserWarning):
     """PSIS-LOO points with Pareto k above 0.7: their elpd contribution is unreliable."""
-
-
-class Points(NamedTuple):
-    """The comparison points: one final loss per (target, run), the same for every law."""
-
-    target: np.ndarray  # (n,) target language of each point
-    run: np.ndarray  # (n,) run id
-    loss: np.ndarray
-    N: np.ndarray
-    D: np.ndarray
-    C: np.ndarray  # 6 N D
-    K: np.ndarray  # training languages of the run
-    unimax: np.ndarray  # (n,) bool: a Unimax mixture (by name)
-    config: np.ndarray  # (n,) configuration id: runs that differ only by seed share it
-    named_mixtures: bool  # the cube names its mixtures (Unimax runs recognisable)
-    left_out: dict[str, int]  # finite losses left out of the comparison, by reason
-
-
-def comparison_targets(cube: xr.Dataset, target: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Targets to compare on: given (``"fr,de"`` or a list), else every evaluation language that is
-    also a training language (every evaluation language when none is)."""
-    langs = cube_lib.languages(cube)
-    srcs = [str(s) for s in cube["src"].values]
-    if target is None or (isinstance(target, str) and target.strip() == ALL):
-        trained = [t for t in langs if t in srcs]
-        return tuple(trained or langs)
-    items = [t.strip() for t in target.split(",") if t.strip()] if isinstance(target, str) else [str(t) for t in target]
-    if not items:
-        raise ValueError(f"no target given; choose from the cube's evaluation languages {langs} (or 'all')")
-    dups = sorted({t for t in items if items.count(t) > 1})
-    if dups:
-        raise ValueError(f"target(s) {dups} given twice")
-    for t in items:
-        registry.resolve_target(cube, t)
-    return tuple(items)
-
-
-def points(cube: xr.Dataset, targets: Sequence[str]) -> Points:
-    """The comparison points of ``targets`` (final checkpoints; see the module docstring)."""
-    cube_lib.validate(cube)
-    fin = cube_lib.final(cube)
-    srcs = [str(s) for s in fin["src"].values]
-    N, D = fin["N"].values.astype(float), fin["D"].values.astype(float)
-    mix, U = fin["mix"].values.astype(float), fin["U"].values.astype(float)
-    rows = np.concatenate([N[:, None], D[:, None], np.round(mix, 9), U], axis=1)
-    _, config = np.unique(np.where(np.isinf(rows), -1.0, rows), axis=0, return_inverse=True)
-    config = config.reshape(-1)
-    kind = np.asarray([str(k) for k in fin["kind"].values]) if "kind" in fin else np.full(len(N), "pretrain")
-    named = "mixture" in fin
-    names = np.asarray([str(m).lower() for m in fin["mixture"].values]) if named else np.full(len(N), "")
-    unimax = np.char.startswith(names.astype(str), "unimax")
-    K = (mix > 0).sum(axis=1)
-    run_ids = np.asarray([str(r) for r in fin["run"].values], dtype=object)
-    parts: dict[str, list] = {k: [] for k in ("target", "idx", "loss")}
-    left_out = {"finetune runs": 0, "runs that do not train on the target": 0}
-    for t in targets:
-        loss = fin["loss"].sel(lang=t).values.astype(float)
-        finite = np.isfinite(loss)
-        trains = mix[:, srcs.index(t)] > 0 if t in srcs else np.ones(len(N), bool)
-        pre = kind == "pretrain"
-        left_out["finetune runs"] += int((finite & ~pre).sum())
-        left_out["runs that do not train on the target"] += int((finite & pre & ~trains).sum())
-        idx = np.flatnonzero(finite & pre & trains)
-        if idx.size == 0:
-            raise ValueError(f"target {t!r} has no finite final loss of a pretraining run that trains on it; nothing to compare")
-        parts["target"].append(np.full(idx.size, t, dtype=object))
-        parts["idx"].append(idx)
-        parts["loss"].append(loss[idx])
-    idx = np.concatenate(parts["idx"])
-    return Points(
-        target=np.concatenate(parts["target"]),
-        run=run_ids[idx],
-        loss=np.concatenate(parts["loss"]),
-        N=N[idx],
-        D=D[idx],
-        C=6.0 * N[idx] * D[idx],
-        K=K[idx],
-        unimax=unimax[idx],
-        config=config[idx],
-        named_mixtures=named,
-        left_out={k: v for k, v in left_out.items() if v},
-    )
-
-
-# ----------------------------------------------------------------------------- splits
-
-
-def _largest(values: np.ndarray, share: float, split: str, target: str, what: str) -> np.ndarray:
-    key = np.round(np.log(values), 8)  # equal up to float round-off (C = 6ND of equal products)
-    distinct = np.unique(key)[::-1]
-    if distinct.size < 3:
-        shown = ", ".join(f"{math.exp(v):.3g}" for v in distinct[::-1])
-        raise ValueError(f"split {split!r} holds out {_HELD_OUT[split]}, but target {target!r} has {distinct.size} distinct "
-                         f"{what} ({shown}); it needs at least 3 (two to fit on, one to hold out): add runs at other "
-                         f"{what}, or leave {split} out of --splits")
-    fracs = np.array([np.mean(key >= distinct[k]) for k in range(distinct.size - 2)])
-    k = int(np.argmin(np.abs(fracs - share)))  # the first (fewest held out) on ties
-    return key >= distinct[k]
-
-
-def split_mask(pts: Points, split: str, *, holdout: float = 0.2, seed: int = 0) -> np.ndarray:
-    """``(n,)`` bool: the points ``split`` holds out. Errors name the split and what the cube lacks."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    if not 0 < holdout < 1:
-        raise ValueError(f"holdout must be a share between 0 and 1 (e.g. 0.2); got {holdout}")
-    held = np.zeros(len(pts.loss), dtype=bool)
-    if split == "random":
-        rank = np.random.default_rng(seed).permutation(int(pts.config.max()) + 1)  # one order of every configuration
-    for t in dict.fromkeys(pts.target):
-        rows = np.flatnonzero(pts.target == t)
-        if split == "random":
-            configs = np.unique(pts.config[rows])
-            if configs.size < 2:
-                raise ValueError(f"split 'random' holds out {_HELD_OUT['random']}, but target {t!r} has a single "
-                                 "configuration (N, D, mixture); add runs, or leave random out of --splits")
-            n_hold = min(max(int(round(holdout * configs.size)), 1), configs.size - 1)
-            chosen = configs[np.argsort(rank[configs], kind="stable")[:n_hold]]
-            held[rows] = np.isin(pts.config[rows], chosen)
-        elif split in ("N", "D", "C"):
-            what = {"N": "model sizes N", "D": "token counts D", "C": "compute values C = 6ND"}[split]
-            held[rows] = _largest(getattr(pts, split)[rows], holdout, split, t, what)
-        else:
-            m = (pts.K[rows] >= 3) & ~pts.unimax[rows]
-            if not m.any():
-                note = "" if pts.named_mixtures else " (runs on 3+ languages count as such; the cube names no mixtures)"
-                lacks = ("every run on 3 or more languages is Unimax" if (pts.K[rows] >= 3).any()
-                         else "no run of it trains on 3 or more languages")
-                raise ValueError(f"split 'M' holds out {_HELD_OUT['M']}{note}, but for target {t!r} {lacks}; "
-                                 "add runs on other multilingual mixtures, or leave M out of --splits")
-            if m.all():
-                raise ValueError(f"split 'M' holds out {_HELD_OUT['M']}, and for target {t!r} that is every run: nothing "
-                                 "is left to fit on; add monolingual, bilingual or Unimax runs, or leave M out of --splits")
-            held[rows] = m
-    return held
 
 
 # ----------------------------------------------------------------------------- fits
@@ -414,6 +254,44 @@ def _loo(fit, obs_idx: np.ndarray) -> dict[str, Any]:
             "pointwise": np.asarray(res.loo_i.values, dtype=float)}
 
 
+def _fill_scores(cell: dict, a: int, j: int, langs: Sequence[str], ld: _LawData, fitted: _Fitted, held: np.ndarray, *,
+                 level: float, likelihood: str, key) -> None:
+    """Held-out scores of law ``a`` on split ``j``: every target's, and over all of them (``lang="all"``)."""
+    import jax
+
+    ok_point = ld.point >= 0
+    scores = {}
+    for i, t in enumerate(ld.targets):
+        test = np.flatnonzero((ld.obs.lang == i) & ok_point & held[np.maximum(ld.point, 0)])
+        scores[t] = _score_target(ld, fitted, t, test, level=level, likelihood=likelihood, key=jax.random.fold_in(key, i))
+        k = langs.index(t)
+        cell["r2"][a, j, k], cell["r2_lower"][a, j, k], cell["r2_upper"][a, j, k] = _summaries(scores[t]["r2_draws"], level)
+        cell["r2_pred"][a, j, k] = scores[t]["r2_pred"]
+        cell["coverage"][a, j, k] = float(scores[t]["inside"].mean())
+        cell["lpd"][a, j, k] = float(scores[t]["lpd"].mean())
+    # the average over targets of each draw's R^2 (bootstrap draws of different targets: as many as the fewest)
+    n_draws = min(v["r2_draws"].size for v in scores.values())
+    per_draw = np.stack([v["r2_draws"][:n_draws] for v in scores.values()])
+    avg = per_draw.mean(axis=0) if np.isfinite(per_draw).any(axis=1).all() else np.full(n_draws, math.nan)
+    cell["r2"][a, j, -1], cell["r2_lower"][a, j, -1], cell["r2_upper"][a, j, -1] = _summaries(avg, level)
+    cell["r2_pred"][a, j, -1] = float(np.mean([v["r2_pred"] for v in scores.values()]))
+    cell["coverage"][a, j, -1] = float(np.concatenate([v["inside"] for v in scores.values()]).mean())
+    cell["lpd"][a, j, -1] = float(np.concatenate([v["lpd"] for v in scores.values()]).mean())
+
+
+def _fill_loo(loo: dict, pointwise: dict, a: int, langs: Sequence[str], ld: _LawData, fit, weights: np.ndarray) -> int:
+    """PSIS-LOO of law ``a``'s random-split fit over its training points, per target and over all."""
+    train = np.flatnonzero(weights > 0)
+    for i, t in enumerate([*ld.targets, ALL]):
+        sel = train if t == ALL else train[ld.obs.lang[train] == i]
+        res = _loo(fit, sel)
+        k = langs.index(t)
+        for name in ("elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_max", "pareto_k_bad"):
+            loo[name][a, k] = res[name]
+        pointwise[(a, t)] = (ld.point[sel], res["pointwise"])
+    return int(train.size)
+
+
 # ----------------------------------------------------------------------------- the comparison
 
 _PER_CELL = ("r2", "r2_lower", "r2_upper", "r2_pred", "coverage", "lpd")
@@ -556,8 +434,7 @@ def compare(
         bad: list[str] = []
         for j, s in enumerate(split_names):
             held = masks[s]
-            ok_point = ld.point >= 0
-            weights = (ok_point & ~held[np.maximum(ld.point, 0)]).astype(float)
+            weights = ((ld.point >= 0) & ~held[np.maximum(ld.point, 0)]).astype(float)
             if progress is not None:
                 progress(f"{name}: split {s} ({int(weights.sum())} training points, {len(ld.targets)} target(s))")
             t0 = time.perf_counter()
@@ -584,35 +461,13 @@ def compare(
             for k in ("max_r_hat", "min_ess_bulk", "divergences"):
                 per_fit[k][a, j] = nan if d.get(k) is None else float(d[k])
             per_fit["pareto_k_approx"][a, j] = nan if d.get("pareto_k") is None else float(d["pareto_k"])
-            scores = {}
-            for i, t in enumerate(ld.targets):
-                test = np.flatnonzero((ld.obs.lang == i) & ok_point & held[np.maximum(ld.point, 0)])
-                scores[t] = _score_target(ld, fitted, t, test, level=level, likelihood=likelihood,
-                                          key=jax.random.fold_in(key, 1000 * a + 10 * j + i))
-                k = langs.index(t)
-                cell["r2"][a, j, k], cell["r2_lower"][a, j, k], cell["r2_upper"][a, j, k] = _summaries(scores[t]["r2_draws"], level)
-                cell["r2_pred"][a, j, k] = scores[t]["r2_pred"]
-                cell["coverage"][a, j, k] = float(scores[t]["inside"].mean())
-                cell["lpd"][a, j, k] = float(scores[t]["lpd"].mean())
-            n_draws = min(v["r2_draws"].size for v in scores.values())
-            avg = np.nanmean(np.stack([v["r2_draws"][:n_draws] for v in scores.values()]), axis=0) if all(
-                np.isfinite(v["r2_draws"]).any() for v in scores.values()) else np.full(n_draws, nan)
-            cell["r2"][a, j, -1], cell["r2_lower"][a, j, -1], cell["r2_upper"][a, j, -1] = _summaries(avg, level)
-            cell["r2_pred"][a, j, -1] = float(np.nanmean([v["r2_pred"] for v in scores.values()]))
-            cell["coverage"][a, j, -1] = float(np.concatenate([v["inside"] for v in scores.values()]).mean())
-            cell["lpd"][a, j, -1] = float(np.concatenate([v["lpd"] for v in scores.values()]).mean())
+            _fill_scores(cell, a, j, langs, ld, fitted, held, level=level, likelihood=likelihood,
+                         key=jax.random.fold_in(key, 100 * a + j))
             if s == "random" and fitted.fit is not None:
-                train = np.flatnonzero(weights > 0)
-                for i, t in enumerate([*ld.targets, ALL]):
-                    sel = train if t == ALL else train[ld.obs.lang[train] == i]
-                    res = _loo(fitted.fit, sel)
-                    k = langs.index(t)
-                    for name_k in ("elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_max", "pareto_k_bad"):
-                        loo[name_k][a, k] = res[name_k]
-                    pointwise[(a, t)] = (ld.point[sel], res["pointwise"])
+                n_fitted = _fill_loo(loo, pointwise, a, langs, ld, fitted.fit, weights)
                 if check and loo["pareto_k_bad"][a, -1] > 0:
                     warnings.warn(
-                        f"PSIS-LOO of {name} on the random split: {int(loo['pareto_k_bad'][a, -1])} of {train.size} training "
+                        f"PSIS-LOO of {name} on the random split: {int(loo['pareto_k_bad'][a, -1])} of {n_fitted} training "
                         f"points have Pareto k > {PARETO_K} (max {loo['pareto_k_max'][a, -1]:.2f}): their elpd is unreliable; "
                         "trust the held-out scores, or refit without those runs for an exact LOO", ParetoKWarning, stacklevel=2)
         if check and bad:
@@ -623,7 +478,8 @@ def compare(
     _elpd_differences(loo, pointwise, law_names, langs)
     return _dataset(cube, law_names, split_names, langs, cell, loo, per_fit, status, reason, skipped, n_train, n_test,
                     attrs=dict(level=level, holdout=holdout, seed=seed, method=method, prior=prior, likelihood=likelihood,
-                               pooling=pooling, num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples, target_accept=target_accept,
+                               pooling=pooling, num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
+                               target_accept=target_accept,
                                bootstrap=bootstrap if method == "point" else 0, targets=list(targets),
                                splits_left_out=left_out, points_left_out=pts.left_out,
                                mixtures_named=pts.named_mixtures))

@@ -106,8 +106,11 @@ def print_report(ds, *, source: str = "", per_target: bool = False) -> None:
     def ok(law, split):
         return str(ds["status"].sel(law=law, split=split).values) == "ok"
 
-    def star(law):
-        return "*" if str(ds["skipped"].sel(law=law, lang=ALL).values) else ""
+    def fitted(law):
+        return bool((ds["status"].sel(law=law) != "skipped").any())
+
+    def star(law):  # fitted on some targets only: its average covers those
+        return "*" if fitted(law) and str(ds["skipped"].sel(law=law, lang=ALL).values) else ""
 
     avg = "average over targets" if len(targets) > 1 else targets[0]
     print(f"\nheld-out R^2 ({avg}): posterior median [{pct} interval]")
@@ -135,6 +138,9 @@ def print_report(ds, *, source: str = "", per_target: bool = False) -> None:
     rows = []
     for law in laws:
         c = dict(law=law, lang=ALL)
+        if not fitted(law):
+            rows.append([law, *["skipped"] * (2 * len(splits))])
+            continue
         rows.append([law + star(law), *(fmt_num(float(ds["coverage"].sel({**c, "split": s})), 2) if ok(law, s) else "-" for s in splits),
                      *(f"{float(ds['lpd'].sel({**c, 'split': s})):.3f}" if ok(law, s) else "-" for s in splits)])
     print(_grid(rows, header2))
@@ -146,7 +152,7 @@ def print_report(ds, *, source: str = "", per_target: bool = False) -> None:
             c = dict(law=law, lang=ALL)
             v = {k: float(ds[k].sel(c)) for k in ("elpd_loo", "elpd_loo_se", "p_loo", "elpd_diff", "elpd_diff_se", "pareto_k_max", "pareto_k_bad")}
             if v["elpd_loo"] != v["elpd_loo"]:
-                rows.append([law + star(law), "-", "-", "-", "-", "-"])
+                rows.append([law + star(law), *(["skipped"] if not fitted(law) else ["-"]) * 5])
                 continue
             diff = f"{v['elpd_diff']:.1f} +- {v['elpd_diff_se']:.1f}" if v["elpd_diff"] == v["elpd_diff"] else "-"
             rows.append([law + star(law), f"{v['elpd_loo']:.1f} +- {v['elpd_loo_se']:.1f}", f"{v['p_loo']:.1f}", diff,

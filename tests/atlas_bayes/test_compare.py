@@ -1,4 +1,4 @@
-"""Law comparison: splits as the paper defines them, the true law winning, the schema of the outputs, clear errors."""
+"""Law comparison: skipped laws, the true law winning, the schema of the table, CSV and JSON, clear errors."""
 
 import argparse
 import io
@@ -6,104 +6,18 @@ import json
 import warnings
 from contextlib import redirect_stdout
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
+from compare_cubes import atlas_cube, chinchilla_cube
 
-from atlas_bayes import compare, inference, simulate
+from atlas_bayes import compare, inference
 from atlas_bayes import cube as cube_lib
 from atlas_bayes.cli import compare as cli_compare
 from atlas_bayes.results import DiagnosticsWarning
 
-ATLAS = dict(E=1.6, A=400.0, B=2000.0, alpha=0.34, beta=0.36, lam=0.1, tau_other=0.1, tau_fr=0.5, tau_sw=0.3)
-MIXTURES = {  # name -> mixture; the names are what the trainer writes in the cube's `mixture` variable
-    "mono:en": {"en": 1.0},
-    "bi:en+fr": {"en": 0.5, "fr": 0.5},
-    "bi:en+sw": {"en": 0.5, "sw": 0.5},
-    "uniform:en+fr+sw": {"en": 1 / 3, "fr": 1 / 3, "sw": 1 / 3},
-    "unimax4:en+fr+sw": {"en": 0.6, "fr": 0.2, "sw": 0.2},
-}
-
-
-def _atlas_cube(key=0, names=True):
-    """80 runs of an ATLAS world, target en: its loss depends on which languages the other tokens come from."""
-    runs = simulate.grid(N=[1e7, 3e7, 1e8, 3e8], D=[1e9, 3e9, 1e10, 3e10], mixtures=list(MIXTURES.values()),
-                         U={"en": 1e10, "sw": 2e9})
-    cube = simulate.simulate_cube("atlas", ATLAS, runs, key=jax.random.key(key), targets=["en"], sigma=0.01)
-    if names:
-        index = [list(MIXTURES.values()).index({s: w for s, w in zip(runs.srcs, row) if w > 0}) for row in runs.mix]
-        cube = cube.assign(mixture=("run", np.asarray([list(MIXTURES)[i] for i in index], dtype=object)))
-    return cube
-
-
-def _chinchilla_cube(N=(1e7, 3e7, 1e8, 3e8), D=(1e9, 3e9, 1e10, 3e10), seeds=1, key=0):
-    runs = simulate.grid(N=list(N), D=list(D), seeds=seeds)
-    return simulate.simulate_cube("chinchilla", simulate.PAPER["chinchilla_refit"], runs, key=jax.random.key(key), sigma=0.01)
-
-
-# ----------------------------------------------------------------------------- splits (no fitting)
-
-
-def test_random_split_holds_out_a_share_of_configurations_with_their_seeds():
-    cube = _chinchilla_cube(seeds=2)
-    pts = compare.points(cube, ["xx"])
-    held = compare.split_mask(pts, "random", holdout=0.2, seed=3)
-    assert held.sum() == 2 * round(0.2 * 16)  # 3 of 16 configurations, both seeds of each
-    for c in np.unique(pts.config):
-        assert len(set(held[pts.config == c])) == 1  # a configuration's seeds are never split
-    assert not np.array_equal(held, compare.split_mask(pts, "random", holdout=0.2, seed=4))
-    np.testing.assert_array_equal(held, compare.split_mask(pts, "random", holdout=0.2, seed=3))
-
-
-@pytest.mark.parametrize("split", ["N", "D", "C"])
-def test_scale_splits_hold_out_the_largest_values(split):
-    pts = compare.points(_chinchilla_cube(), ["xx"])
-    held = compare.split_mask(pts, split, holdout=0.2)
-    values = getattr(pts, split)
-    assert values[held].min() > values[~held].max() * (1 - 1e-12)  # every held-out value above every training one
-    assert len(np.unique(values[~held])) >= 2
-    if split in ("N", "D"):
-        assert held.mean() == 0.25  # one of four sizes: the share nearest 20%
-
-
-def test_mixture_split_holds_out_other_mixtures_but_not_unimax_and_finetunes_are_left_out():
-    cube = _atlas_cube()
-    pts = compare.points(cube, ["en"])
-    held = compare.split_mask(pts, "M")
-    fin = cube_lib.final(cube)
-    names = dict(zip([str(r) for r in fin["run"].values], [str(m) for m in fin["mixture"].values]))
-    assert {names[r] for r in pts.run[held]} == {"uniform:en+fr+sw"}
-    # without names a Unimax run cannot be told apart: every run on 3+ languages is held out
-    unnamed = compare.points(cube.drop_vars("mixture"), ["en"])
-    assert compare.split_mask(unnamed, "M").sum() == 32
-    ft = cube.assign(kind=("run", np.where(np.arange(cube.sizes["run"]) < 5, "finetune", "pretrain").astype(object)),
-                     base=("run", np.full(cube.sizes["run"], "", dtype=object)))
-    assert len(compare.points(ft, ["en"]).loss) == 75
-
-
-def test_split_errors_name_the_split_and_what_the_cube_lacks():
-    two_sizes = compare.points(_chinchilla_cube(N=(1e7, 3e7)), ["xx"])
-    with pytest.raises(ValueError, match=r"split 'N' holds out the largest model sizes N, but target 'xx' has 2 distinct model sizes"):
-        compare.split_mask(two_sizes, "N")
-    mono = compare.points(_chinchilla_cube(), ["xx"])
-    with pytest.raises(ValueError, match=r"split 'M' .*no run of it trains on 3 or more languages"):
-        compare.split_mask(mono, "M")
-    runs = simulate.grid(N=[1e7, 3e7, 1e8], D=[1e9, 3e9, 1e10], mixtures=[MIXTURES["uniform:en+fr+sw"]])
-    only_multi = simulate.simulate_cube("atlas", ATLAS, runs, key=jax.random.key(0), targets=["en"])
-    with pytest.raises(ValueError, match=r"split 'M' .*that is every run: nothing is left to fit on"):
-        compare.split_mask(compare.points(only_multi, ["en"]), "M")
-    one = compare.points(_chinchilla_cube(N=(1e7,), D=(1e9,)), ["xx"])
-    with pytest.raises(ValueError, match=r"split 'random' .*a single configuration"):
-        compare.split_mask(one, "random")
-    with pytest.raises(ValueError, match=r"unknown split 'T'; valid splits: random, N, D, C, M"):
-        compare.split_mask(mono, "T")
-    with pytest.raises(ValueError, match=r"holdout must be a share between 0 and 1"):
-        compare.split_mask(mono, "D", holdout=1.5)
-
-
 def test_compare_refuses_bad_arguments_before_fitting():
-    cube = _chinchilla_cube()
+    cube = chinchilla_cube()
     with pytest.raises(ValueError, match=r"split 'M' holds out"):  # named explicitly: an error, not a skip
         compare.compare(cube, laws="chinchilla", splits="random,M", method="point")
     with pytest.raises(ValueError, match=r"unknown law\(s\) \['gpt'\] in --laws; valid: chinchilla, dcsl"):
@@ -123,7 +37,7 @@ def test_compare_refuses_bad_arguments_before_fitting():
 
 def test_laws_the_cube_cannot_support_are_skipped_with_the_reason():
     # a monolingual cube with unconstrained data: nothing to fit for these laws, so nothing is fitted
-    ds = compare.compare(_chinchilla_cube(), laws="dcsl,msl,atlas", method="point")
+    ds = compare.compare(chinchilla_cube(), laws="dcsl,msl,atlas", method="point")
     assert list(ds["split"].values) == ["random", "N", "D", "C"]  # auto: M left out, with the reason
     assert "split 'M'" in ds.attrs["splits_left_out"]["M"]
     for law, why in {"dcsl": "U = inf", "msl": "different shares", "atlas": "multilingual mixtures"}.items():
@@ -140,7 +54,7 @@ def test_laws_the_cube_cannot_support_are_skipped_with_the_reason():
 
 @pytest.fixture(scope="module")
 def point_table():
-    return compare.compare(_chinchilla_cube(), laws="chinchilla,atlas", method="point", bootstrap=20)
+    return compare.compare(chinchilla_cube(), laws="chinchilla,atlas", method="point", bootstrap=20)
 
 
 @pytest.mark.slow
@@ -170,7 +84,7 @@ def _run_cli(argv):
 @pytest.mark.slow
 def test_cli_writes_csv_json_and_a_table(tmp_path, point_table):
     path = tmp_path / "cube.nc"
-    cube_lib.save(_chinchilla_cube(), path)
+    cube_lib.save(chinchilla_cube(), path)
     csv = tmp_path / "table.csv"
     code, out = _run_cli([str(path), "--method", "point", "--bootstrap", "20", "--laws", "chinchilla,atlas",
                           "--splits", "random,D", "--out", str(csv), "--json"])
@@ -204,7 +118,7 @@ def nuts_table():
     before = inference._nuts_program.cache_info().misses
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticsWarning)  # few draws: ESS below 400 is expected
-        ds = compare.compare(_atlas_cube(), laws="chinchilla,atlas", splits="random,M", num_chains=2, num_warmup=300,
+        ds = compare.compare(atlas_cube(), laws="chinchilla,atlas", splits="random,M", num_chains=2, num_warmup=300,
                              num_samples=300, check=False)
     return ds, inference._nuts_program.cache_info().misses - before
 
