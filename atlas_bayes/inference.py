@@ -63,7 +63,7 @@ BAYES_METHODS: tuple[str, ...] = get_args(BayesMethod)
 Replicates = Literal["auto", "grouped", "independent"]
 ChainMethod = Literal["auto", "vectorized", "parallel"]
 Precision = Literal["float32", "float64"]
-INIT_JITTER = 0.05  # sd of each chain's start around the initial point, unconstrained space
+INIT_JITTER = 0.05  # init="prior": sd of each chain's start around the prior medians, unconstrained space
 
 
 class Observations(NamedTuple):
@@ -289,16 +289,21 @@ def _potential(spec: models.ModelSpec, proto):
 @lru_cache(maxsize=32)
 def _nuts_program(spec: models.ModelSpec, proto, *, num_warmup: int, num_samples: int, dense_mass: bool,
                   target_accept: float, max_tree_depth: int, n_dev: int):
-    """One compiled NUTS program: ``(keys, z0, data, priors, loss) -> trace`` over chains."""
+    """One compiled NUTS program: ``(keys, z0, inverse_mass, data, priors, loss) -> trace`` over chains.
+
+    ``inverse_mass`` is warmup's first mass matrix (dense ``(dim, dim)``, or its diagonal ``(dim,)``),
+    shared by the chains: the Laplace covariance at the mode, so that the first trajectories are not
+    taken with a unit mass across parameters whose posterior widths differ by orders of magnitude.
+    """
     from numpyro.infer.hmc import hmc
 
     potential = _potential(spec, proto)
 
-    def one_chain(key, z0, data, priors, loss):
+    def one_chain(key, z0, inverse_mass, data, priors, loss):
         pe = lambda z: potential(z, data, priors, loss)  # noqa: E731
         init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
-        state = init_kernel(z0, num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept,
-                            max_tree_depth=max_tree_depth, rng_key=key)
+        state = init_kernel(z0, num_warmup, inverse_mass_matrix=inverse_mass, dense_mass=dense_mass,
+                            target_accept_prob=target_accept, max_tree_depth=max_tree_depth, rng_key=key)
 
         def step(s, _):
             s = sample_kernel(s)
@@ -310,11 +315,11 @@ def _nuts_program(spec: models.ModelSpec, proto, *, num_warmup: int, num_samples
         trace = jax.lax.scan(step, state, None, length=num_warmup + num_samples)[1]
         return jax.tree.map(lambda a: a[num_warmup:], trace)
 
-    chains = jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None, None, None)))
+    chains = jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None, None, None, None)))
     if n_dev == 1:
         return chains
 
-    def split(keys, z0, data, priors, loss):
+    def split(keys, z0, inverse_mass, data, priors, loss):
         # One launch per device, dispatched asynchronously so the devices run concurrently. (A
         # single multi-device launch -- shard_map or pmap -- deadlocks the XLA CPU runtime on
         # the larger dense-mass models; separate launches do not, at one compilation per device.)
@@ -323,7 +328,8 @@ def _nuts_program(spec: models.ModelSpec, proto, *, num_warmup: int, num_samples
         for i, dev in enumerate(jax.local_devices()[:n_dev]):
             put = partial(jax.device_put, device=dev)
             block = slice(i * per, (i + 1) * per)
-            outs.append(chains(put(keys[block]), put(z0[block]), jax.tree.map(put, data), jax.tree.map(put, priors), put(loss)))
+            outs.append(chains(put(keys[block]), put(z0[block]), put(inverse_mass), jax.tree.map(put, data),
+                               jax.tree.map(put, priors), put(loss)))
         return jax.tree.map(lambda *a: jnp.concatenate([jax.device_get(x) for x in a]), *outs)
 
     return split
@@ -357,6 +363,38 @@ def _flat_init(model, args, kwargs, values: Mapping, proto, key, num_chains: int
     return np.asarray(z[None, :] + noise)
 
 
+def _chain_starts(spec, proto, args, loss, z0, key, *, num_chains: int, at_mode: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each chain's start and warmup's first inverse mass matrix (unconstrained space).
+
+    ``at_mode``: the posterior mode found by L-BFGS from ``z0`` and one draw per chain from the
+    Laplace approximation there (starts spread like the posterior, so R-hat compares chains that
+    began apart, none absurdly far: a fixed jitter is hundreds of posterior sd off along the
+    well-determined directions, where warmup can lose itself), with its covariance as the first
+    mass matrix. Otherwise ``z0`` with a small jitter and a unit mass matrix.
+    """
+    dim = z0.shape[0]
+    noise = np.asarray(jax.random.normal(key, (num_chains, dim), dtype=z0.dtype))
+    if not at_mode:
+        return np.asarray(z0)[None, :] + INIT_JITTER * noise, np.eye(dim)
+    z_mode, H = _mode_program(spec, proto)(jnp.asarray(z0), *args, loss, 500, 1e-3)
+    H = np.asarray(H, dtype=np.float64)
+    lam, V = np.linalg.eigh(0.5 * (H + H.T))  # numpy: float64 whatever the fit's precision
+    M = V * np.maximum(np.abs(lam), 1e-10 * np.abs(lam).max()) ** -0.5
+    starts = np.asarray(z_mode, dtype=np.float64)[None, :] + noise @ M.T
+    potential = _potential(spec, proto)
+    energy = np.asarray(jax.vmap(lambda z: potential(z, *args, loss))(jnp.asarray(starts, dtype=z0.dtype)))
+    starts[~np.isfinite(energy)] = np.asarray(z_mode)  # a draw off the support: start at the mode itself
+    import os
+    mode = os.environ.get("H1_INIT", "new")
+    if mode == "old":
+        return np.asarray(z_mode)[None, :] + INIT_JITTER * noise, np.eye(dim)
+    if mode == "massonly":
+        return np.asarray(z_mode)[None, :] + INIT_JITTER * noise, M @ M.T
+    if mode == "startonly":
+        return starts.astype(z0.dtype), np.eye(dim)
+    return starts.astype(z0.dtype), M @ M.T
+
+
 def _devices_for(num_chains: int, chain_method: ChainMethod) -> int:
     """Devices to split the chains over: 1 unless ``"parallel"`` (then the most that divide them)."""
     if chain_method != "parallel":
@@ -369,13 +407,14 @@ def _devices_for(num_chains: int, chain_method: ChainMethod) -> int:
     return best
 
 
-def _run_nuts(spec, proto, args, loss, z0, key, *, num_warmup, num_samples, dense_mass, target_accept,
+def _run_nuts(spec, proto, args, loss, z0, inverse_mass, key, *, num_warmup, num_samples, dense_mass, target_accept,
               max_tree_depth, chain_method, num_chains):
     n_dev = _devices_for(num_chains, chain_method)
     program = _nuts_program(spec, proto, num_warmup=num_warmup, num_samples=num_samples, dense_mass=dense_mass,
                             target_accept=float(target_accept), max_tree_depth=max_tree_depth, n_dev=n_dev)
     keys = jax.random.split(key, num_chains)
-    z, diverging, num_steps, energy, pe, accept, step_size = program(keys, jnp.asarray(z0), *args, loss)
+    inverse_mass = jnp.asarray(inverse_mass if dense_mass else np.diag(inverse_mass), dtype=z0.dtype)
+    z, diverging, num_steps, energy, pe, accept, step_size = program(keys, jnp.asarray(z0), inverse_mass, *args, loss)
     flat = z.reshape((-1, z.shape[-1]))
     sites = _constrain_program(spec, proto)(flat, *args, loss)
     draws = {k: np.asarray(v).reshape((num_chains, num_samples) + v.shape[1:]) for k, v in sites.items()}
@@ -409,7 +448,8 @@ def _pareto_k(log_w: np.ndarray) -> float:
 
 @lru_cache(maxsize=32)
 def _mode_program(spec: models.ModelSpec, proto):
-    """``(z0, data, priors, loss, max_iter, tol) -> z`` at the posterior mode (L-BFGS, unconstrained space).
+    """``(z0, data, priors, loss, max_iter, tol) -> (z, H)``: the posterior mode (L-BFGS, unconstrained
+    space) and the Hessian of the potential there.
 
     Cached like the NUTS program, with the iteration limit and tolerance as arguments: refits on new
     data of the same shapes, and the Laplace fit's tighter solve, reuse one compilation.
@@ -437,7 +477,8 @@ def _mode_program(spec: models.ModelSpec, proto):
         z_new = jax.lax.while_loop(cond, step, (z, opt.init(z)))[0]
         # keep the start if the search went astray (non-finite or worse)
         ok = jnp.isfinite(U(z_new)) & (U(z_new) <= U(z))
-        return jnp.where(ok, z_new, z)
+        z = jnp.where(ok, z_new, z)
+        return z, jax.hessian(U)(z)
 
     return jax.jit(solve)
 
@@ -445,8 +486,7 @@ def _mode_program(spec: models.ModelSpec, proto):
 def _run_laplace(model, args, kwargs, proto, z0, key, *, num_draws: int, dtype, spec):
     potential = _potential(spec, proto)
     U = lambda z: potential(z, *args, kwargs["loss"])  # noqa: E731
-    z_map = _mode_program(spec, proto)(jnp.asarray(z0, dtype=dtype), *args, kwargs["loss"], 2000, 1e-6)
-    H = jax.hessian(U)(z_map)
+    z_map, H = _mode_program(spec, proto)(jnp.asarray(z0, dtype=dtype), *args, kwargs["loss"], 2000, 1e-6)
     H = 0.5 * (H + H.T)
     chol = jnp.linalg.cholesky(H)
     if not bool(jnp.all(jnp.isfinite(chol))):
@@ -506,8 +546,8 @@ def _svi_program(spec: models.ModelSpec, proto, steps: int, num_particles: int):
 def _run_svi(spec, proto, args, loss, z0, key, *, steps: int, num_draws: int, dtype):
     potential = _potential(spec, proto)
     U = lambda z: potential(z, *args, loss)  # noqa: E731
-    z_map = _mode_program(spec, proto)(jnp.asarray(z0, dtype=dtype), *args, loss, 2000, 1e-6)
-    M, logdet_M = _whitening(jax.hessian(U)(z_map))
+    z_map, H = _mode_program(spec, proto)(jnp.asarray(z0, dtype=dtype), *args, loss, 2000, 1e-6)
+    M, logdet_M = _whitening(H)
     k_fit, k_draw = jax.random.split(key)
     m, raw = _svi_program(spec, proto, int(steps), 8)(z_map, M, k_fit, *args, loss)
     S = jnp.tril(raw, -1) + jnp.diag(jnp.exp(jnp.diag(raw)))
@@ -836,17 +876,17 @@ def fit_bayes(
         key = jax.random.key(seed)
         k_init, k_run = jax.random.split(key)
         z0 = _flat_init(model, args, kwargs, values, proto, k_init, 1, 0.0, dtype)[0]
-        if init in ("map", "point"):
-            z0 = _mode_program(spec, proto)(jnp.asarray(z0), *args, loss, 500, 1e-3)
-        n_init = num_chains if method == "nuts" else 1
-        z0 = np.asarray(z0)[None, :] + (INIT_JITTER if method == "nuts" else 0.0) * np.asarray(
-            jax.random.normal(k_init, (n_init, z0.shape[0]), dtype=dtype))
+        if method == "nuts":
+            z0, inverse_mass = _chain_starts(spec, proto, args, loss, z0, k_init, num_chains=num_chains,
+                                             at_mode=init in ("map", "point"))
+        else:
+            z0 = z0[None, :]
         t_run = time.perf_counter()
 
         extra: dict[str, Any] = {}
         stats = None
         if method == "nuts":
-            draws, stats, extra = _run_nuts(spec, proto, args, loss, z0, k_run, num_warmup=num_warmup,
+            draws, stats, extra = _run_nuts(spec, proto, args, loss, z0, inverse_mass, k_run, num_warmup=num_warmup,
                                             num_samples=num_samples, dense_mass=dense_mass, target_accept=target_accept,
                                             max_tree_depth=max_tree_depth, chain_method=chain_method,
                                             num_chains=num_chains)
