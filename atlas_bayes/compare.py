@@ -191,31 +191,34 @@ def _r2(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 def _score_target(ld: _LawData, fitted: _Fitted, t: str, test: np.ndarray, *, level: float, likelihood: str,
                   key) -> dict[str, Any]:
-    """Held-out scores of target ``t``; ``test`` are observation indices (of ``ld.obs``)."""
-    import jax
+    """Held-out scores of target ``t``; ``test`` is a bool mask over the target's observations.
 
+    The law, the noise and the densities are evaluated at every observation of the target and the
+    held-out ones picked afterwards: the same array shapes on every split, so JAX compiles each
+    operation once per law, not once per split.
+    """
     from atlas_bayes.noise import sample_log_noise
 
     obs, law = ld.obs, ld.law
     i = ld.targets.index(t)
+    rows = np.flatnonzero(obs.lang == i)
     k_t = len(obs.sources[i])
-    x = {k: (v[test][:, :k_t] if k in ("D_src", "U_src") and law.transfer == "sources" else v[test]) for k, v in obs.x.items()}
-    y = obs.loss[test]
+    x = {k: (v[rows][:, :k_t] if k in ("D_src", "U_src") and law.transfer == "sources" else v[rows]) for k, v in obs.x.items()}
     params = fitted.draws[t]
-    mu = _law_values(law, x, params, fitted.sources[t])
-    r2 = _r2(y, mu)
+    mu_all = _law_values(law, x, params, fitted.sources[t])
+    eps = np.asarray(sample_log_noise(key, params, (rows.size,), likelihood=likelihood))
+    ll = _log_density(mu_all, obs.loss[rows], params, likelihood)[:, test]
+    mu, y = mu_all[:, test], obs.loss[rows][test]
     if fitted.estimate is not None:
-        center = _law_values(law, x, fitted.estimate[t], fitted.sources[t])[0]
+        center = _law_values(law, x, fitted.estimate[t], fitted.sources[t])[0][test]
     else:
         center = mu.mean(axis=0)
-    eps = np.asarray(sample_log_noise(key, params, (y.size,), likelihood=likelihood))
-    rep = mu * np.exp(eps)
+    rep = mu * np.exp(eps[:, test])
     lo, hi = np.quantile(rep, [(1 - level) / 2, (1 + level) / 2], axis=0)
     inside = (y >= lo) & (y <= hi)
-    ll = _log_density(mu, y, params, likelihood)
     m = ll.max(axis=0)
     lpd = m + np.log(np.mean(np.exp(ll - m), axis=0))  # log of the posterior mean density, per point
-    return {"r2_draws": r2, "r2_pred": float(_r2(y, center[None])[0]), "inside": inside, "lpd": lpd}
+    return {"r2_draws": _r2(y, mu), "r2_pred": float(_r2(y, center[None])[0]), "inside": inside, "lpd": lpd}
 
 
 def _summaries(r2_draws: np.ndarray, level: float) -> tuple[float, float, float]:
@@ -262,7 +265,8 @@ def _fill_scores(cell: dict, a: int, j: int, langs: Sequence[str], ld: _LawData,
     ok_point = ld.point >= 0
     scores = {}
     for i, t in enumerate(ld.targets):
-        test = np.flatnonzero((ld.obs.lang == i) & ok_point & held[np.maximum(ld.point, 0)])
+        mine = ld.obs.lang == i
+        test = (ok_point & held[np.maximum(ld.point, 0)])[mine]
         scores[t] = _score_target(ld, fitted, t, test, level=level, likelihood=likelihood, key=jax.random.fold_in(key, i))
         k = langs.index(t)
         cell["r2"][a, j, k], cell["r2_lower"][a, j, k], cell["r2_upper"][a, j, k] = _summaries(scores[t]["r2_draws"], level)
