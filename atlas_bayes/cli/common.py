@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["emit_json", "print_table", "parse_assignments", "fmt_num", "add_json_flag", "add_level_flag"]
+__all__ = ["emit_json", "print_table", "print_predictions", "parse_assignments", "fmt_num", "add_json_flag", "add_level_flag"]
 
 
 def _default(obj: Any) -> Any:
@@ -67,6 +67,24 @@ def print_table(df: pd.DataFrame, *, index: bool = True, fixed: np.ndarray | Non
                 cells = ["fixed" if f else c for c, f in zip(cells, fixed)]
             shown[col] = cells
     print(shown.to_string(index=index))
+
+
+def print_predictions(rows: list[dict], *, header: str, latent: str, level: float) -> None:
+    """The terminal table of ``atlas predict`` (fit or surrogate): one line per configuration and language.
+
+    ``rows`` are :func:`atlas_bayes.predict.to_rows`'s; ``latent`` names the noise-free columns
+    (``"law"`` for a fit, ``"latent"`` for the emulator).
+    """
+    pct = f"{level:.0%}"
+    print(f"{header}: a new run's loss (noise included) and the {'law alone' if latent == 'law' else 'latent loss'}, "
+          f"{pct} intervals")
+    table = pd.DataFrame(
+        [{"N": r["N"], "D": r["D"], "lang": r["lang"], "mean": r["mean"], f"{pct} lower": r["lower"],
+          f"{pct} upper": r["upper"], latent: r["law_mean"], f"{latent} {pct} lower": r["law_lower"],
+          f"{latent} {pct} upper": r["law_upper"],
+          "mix": ",".join(f"{k}={fmt_num(v, 3)}" for k, v in r["mix"].items())} for r in rows]
+    )
+    print_table(table, index=False)
 
 
 def parse_assignments(text: str | None, *, flag: str) -> dict[str, float]:

@@ -191,7 +191,7 @@ def _monolingual(cube, target: str):
     pre = _pretrain(cube)
     if target not in [str(s) for s in pre["src"].values]:
         raise ValueError(f"target {target!r} is not a training language of the cube")
-    mono = (pre["mix"].sel(src=target).values > 1 - 1e-9) & np.all(~np.isfinite(pre["U"].values) | (pre["U"].values > 1e30), axis=1)
+    mono = (pre["mix"].sel(src=target).values > 1 - 1e-9) & np.isinf(pre["U"].sel(src=target).values)
     if mono.sum() < 4:
         raise ValueError(f"needs at least 4 monolingual, unconstrained pretraining runs of {target!r}; the cube has "
                          f"{int(mono.sum())}: add mono runs at several sizes and budgets")
@@ -240,12 +240,10 @@ def _fits(cube, s: DemoSettings, report: _Report, state: dict) -> None:
 
 def _optimal(fit, cube, s: DemoSettings, report: _Report) -> None:
     """A compute-optimal allocation of the ATLAS fit for a budget 10x the sweep's largest run."""
-    import numpy as np
-
+    from atlas_bayes import cube as cube_lib
     from atlas_bayes import optimal as optimal_lib
 
-    pre = _pretrain(cube)
-    C = float(10 * np.max(6 * pre["N"].values * np.asarray(pre["D"].values).reshape(pre.sizes["run"], -1).max(axis=1)))
+    C = 10 * float(cube_lib.compute(cube_lib.final(_pretrain(cube))).max())
     ds = optimal_lib.optimal(fit, compute=C, mix={s.target: 1.0}, level=s.level)
     rows = optimal_lib.optimal_rows(ds)
     report.add(f"Compute-optimal monolingual `{s.target}` run for C = {C:.3g} FLOPs (10x the largest run; ATLAS "
@@ -395,13 +393,9 @@ def _crossover(cube, s: DemoSettings, report: _Report, state: dict) -> None:
 def _tokens(x: float) -> str:
     import math
 
-    return f"{x:.3g}" if math.isfinite(x) else f"no crossing by {crossover_search()}x the data"
+    from atlas_bayes.crossover import SEARCH
 
-
-def crossover_search() -> str:
-    from atlas_bayes import crossover
-
-    return f"{crossover.SEARCH:g}"
+    return f"{x:.3g}" if math.isfinite(x) else f"no crossing by {SEARCH:g}x the data"
 
 
 def _finetune_targets(cube) -> list[str]:
@@ -431,7 +425,9 @@ def _surrogate(cube, s: DemoSettings, report: _Report, state: dict) -> None:
     from atlas_bayes import plots
 
     pre = cube_lib.final(_pretrain(cube))
-    labels = _mixture_labels(pre)
+    if "mixture" not in pre:
+        raise ValueError("the surrogate check needs the cube's mixture names (the 'mixture' variable atlas train writes)")
+    labels = [str(m) for m in pre["mixture"].values]
     multi = [m for m in dict.fromkeys(labels) if "+" in m]
     if len(multi) < 2:
         raise ValueError("the surrogate check needs at least two multilingual mixtures (one is held out)")
@@ -461,13 +457,3 @@ def _surrogate(cube, s: DemoSettings, report: _Report, state: dict) -> None:
                "![surrogate vs held-out runs](surrogate_holdout.png)", "")
     report.summary["surrogate"] = {"held_out": held, "runs": int(test.sum()), "median_rel_error": rel, "coverage90": covered}
 
-
-def _mixture_labels(cube) -> list[str]:
-    import numpy as np
-
-    srcs = [str(x) for x in cube["src"].values]
-    out = []
-    for m in cube["mix"].values:
-        nz = np.flatnonzero(m > 0)
-        out.append("+".join(f"{srcs[i]}" if np.allclose(m[nz], 1 / len(nz)) else f"{srcs[i]}:{m[i]:.2f}" for i in nz))
-    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atlas_bayes.cli.common import add_json_flag, add_level_flag, emit_json, fmt_num, parse_assignments, print_table
+from atlas_bayes.cli.common import add_json_flag, add_level_flag, emit_json, fmt_num, parse_assignments, print_predictions, print_table
 
 __all__ = ["register", "load_model", "predict_surrogate"]
 
@@ -193,13 +193,5 @@ def predict_surrogate(args: argparse.Namespace) -> None:
     if args.json:
         emit_json(rows)
         return
-    pct = f"{args.level:.0%}"
-    print(f"surrogate {model.name} predictions, loss in {ds.attrs['units']}: a new run's loss (noise included) "
-          f"and the emulator's latent loss, {pct} intervals")
-    table = pd.DataFrame(
-        [{"N": r["N"], "D": r["D"], "lang": r["lang"], "mean": r["mean"], f"{pct} lower": r["lower"],
-          f"{pct} upper": r["upper"], "latent": r["law_mean"], f"latent {pct} lower": r["law_lower"],
-          f"latent {pct} upper": r["law_upper"],
-          "mix": ",".join(f"{k}={fmt_num(v, 3)}" for k, v in r["mix"].items())} for r in rows]
-    )
-    print_table(table, index=False)
+    print_predictions(rows, header=f"surrogate {model.name} predictions, loss in {ds.attrs['units']}", latent="latent",
+                      level=args.level)
