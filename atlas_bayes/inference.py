@@ -384,14 +384,6 @@ def _chain_starts(spec, proto, args, loss, z0, key, *, num_chains: int, at_mode:
     potential = _potential(spec, proto)
     energy = np.asarray(jax.vmap(lambda z: potential(z, *args, loss))(jnp.asarray(starts, dtype=z0.dtype)))
     starts[~np.isfinite(energy)] = np.asarray(z_mode)  # a draw off the support: start at the mode itself
-    import os
-    mode = os.environ.get("H1_INIT", "new")
-    if mode == "old":
-        return np.asarray(z_mode)[None, :] + INIT_JITTER * noise, np.eye(dim)
-    if mode == "massonly":
-        return np.asarray(z_mode)[None, :] + INIT_JITTER * noise, M @ M.T
-    if mode == "startonly":
-        return starts.astype(z0.dtype), np.eye(dim)
     return starts.astype(z0.dtype), M @ M.T
 
 

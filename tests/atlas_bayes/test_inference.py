@@ -100,7 +100,7 @@ def test_prior_predictive_draws_are_recovered_atlas():
 
 def test_log_likelihood_is_per_observation_and_loo_works(chin_nuts):
     ll = chin_nuts.idata.log_likelihood["loss"]
-    assert ll.dims == ("chain", "draw", "obs") and ll.shape == (2, 1000, 25)
+    assert ll.dims == ("chain", "draw", "obs") and ll.shape == (NUTS["num_chains"], NUTS["num_samples"], 25)
     loo = az.loo(chin_nuts.idata, pointwise=True)
     assert np.isfinite(loo.elpd_loo) and float(loo.pareto_k.max()) < 0.7
     # the stored log density is the model's: log-normal noise around the law (checked at one draw)
@@ -119,7 +119,7 @@ def _compiled_program(cube):
     data, priors, loss = m.arrays()
     proto = inference._prototype(m.model, (data, priors), {"loss": loss})
     return inference._nuts_program(m.spec, proto, num_warmup=NUTS["num_warmup"], num_samples=NUTS["num_samples"],
-                                   dense_mass=True, target_accept=0.8, max_tree_depth=10, n_dev=1)
+                                   dense_mass=True, target_accept=NUTS["target_accept"], max_tree_depth=10, n_dev=1)
 
 
 def test_held_out_weights_and_the_paper_prior_reuse_the_compiled_program(chin_cube, chin_nuts):
@@ -214,8 +214,11 @@ def test_atlas_across_targets_with_partial_pooling_recovers_transfer():
     table = results.summary(fit, level=0.95)
     for t in ("fr", "en"):
         for name in ("E", "alpha", "beta", "tau_other") + tuple(f"tau_{s}" for s in fit.sources_for(t)):
-            row = table.loc[f"{name}[{t}]"]
-            assert row["lower"] <= truth[t][name] <= row["upper"], (t, name, row.to_dict())
+            row, value = table.loc[f"{name}[{t}]"], truth[t][name]
+            if value == 0.0:  # on the boundary of a positive weight: the interval reaches down to it
+                assert row["lower"] < 0.02 and row["upper"] < 0.3, (t, name, row.to_dict())
+            else:
+                assert row["lower"] <= value <= row["upper"], (t, name, row.to_dict())
     assert "tau_fr[fr]" not in table.index  # a target has no weight for itself
     p = fit.params_for("en")
     assert "tau_fr" in p and "tau_en" not in p
@@ -228,8 +231,8 @@ def test_pooling_none_partial_full():
     runs = simulate.grid(N=[1e7, 1e8, 1e9], D=[1e9, 1e10, 1e11], mixtures=[{"fr": 0.5, "en": 0.5}])
     truth = {"fr": TRUTH, "en": dict(TRUTH, E=2.0)}
     cube = simulate.simulate_cube("chinchilla", truth, runs, key=jax.random.key(1), sigma=0.03, targets=["fr", "en"])
-    fits = {p: inference.fit_bayes(cube, "chinchilla", target="all", pooling=p, seed=0, check=False, num_chains=2,
-                                   num_warmup=300, num_samples=500) for p in ("none", "partial", "full")}
+    fits = {p: inference.fit_bayes(cube, "chinchilla", target="all", pooling=p, seed=0, check=False, num_chains=4,
+                                   num_warmup=500, num_samples=500, target_accept=0.9) for p in ("none", "partial", "full")}
     for p, fit in fits.items():
         d = results.diagnostics(fit)
         assert d["max_r_hat"] < 1.05 and fit.config.options["pooling"] == p, (p, d)
@@ -312,7 +315,7 @@ def test_cli_fit_nuts_json(chin_cube, tmp_path, capsys):
 
     path = str(cube_lib.save(chin_cube, tmp_path / "cube.nc"))
     out = tmp_path / "fit.nc"
-    code = main(["fit", path, "--law", "chinchilla", "--method", "nuts", "--chains", "2", "--warmup", "500", "--draws", "1000",
+    code = main(["fit", path, "--law", "chinchilla", "--method", "nuts", "--chains", "4", "--warmup", "500", "--draws", "1000", "--target-accept", "0.95",
                  "--seed", "1", "--level", "0.8", "--out", str(out), "--json"])
     assert code == 0
     got = json.loads(capsys.readouterr().out)
@@ -322,7 +325,7 @@ def test_cli_fit_nuts_json(chin_cube, tmp_path, capsys):
     assert set(got["diagnostics"]) >= {"max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences"}
     back = results.load_fit(out)
     assert back.method == "nuts" and results.to_json(back, level=0.8) == got
-    assert main(["fit", path, "--law", "chinchilla", "--method", "nuts", "--chains", "2", "--warmup", "500", "--draws", "1000"]) == 0
+    assert main(["fit", path, "--law", "chinchilla", "--method", "nuts", "--chains", "4", "--warmup", "500", "--draws", "1000", "--target-accept", "0.95", "--seed", "1"]) == 0
     text = capsys.readouterr().out
     assert "90% lower" in text and "r_hat" in text and "divergences 0" in text
     assert main(["fit", path, "--law", "chinchilla", "--method", "point", "--target", "xx,yy"]) == 2
