@@ -11,7 +11,9 @@
 2. Paper scale: a cube the size of the ATLAS paper's (774 runs, 6 target languages, 50 mixtures,
    simulated from the law with per-target parameters), one joint fit of all six targets (partial
    pooling, 4 chains x 1000 draws): wall time of the first call, compilation included, as a user
-   running ``atlas fit`` once would see it, and of a second call; max R-hat and divergences.
+   running ``atlas fit`` once would see it (``--paper-repeats 2``: and of a second call); max
+   R-hat and divergences. CPU seconds are reported next to wall seconds: on a shared machine they
+   say how much of the wall time was waiting for a core.
 
 ``--json`` prints one line.
 """
@@ -79,6 +81,14 @@ def paper_cube(seed: int = 0):
     return simulate.simulate_cube("atlas", params, runs, key=jax.random.key(seed), sigma=0.01, targets=list(TARGETS))
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (PyMC's chain processes)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def _min_ess(posterior) -> float:
     import arviz as az
 
@@ -91,12 +101,12 @@ def numpyro_side(cube, *, warmup: int, draws: int, chains: int) -> dict:
     t0 = time.perf_counter()
     inference.fit_bayes(cube, "atlas", seed=0, **opts)
     cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fit = inference.fit_bayes(cube, "atlas", seed=1, **opts)
-    warm = time.perf_counter() - t0
+    warm, cpu = time.perf_counter() - t0, time.process_time() - c0
     d = results.diagnostics(fit)
     ess = d["min_ess_bulk"]
-    return {"seconds_cold": cold, "seconds": warm, "seconds_sampling": fit.config.options["seconds"]["sampling"],
+    return {"seconds_cold": cold, "seconds": warm, "cpu_seconds": cpu, "seconds_sampling": fit.config.options["seconds"]["sampling"],
             "min_ess_bulk": ess, "ess_per_s": ess / warm, "ess_per_s_sampling": ess / fit.config.options["seconds"]["sampling"],
             "max_r_hat": d["max_r_hat"], "divergences": d["divergences"],
             "leapfrog_steps_per_draw": float(fit.idata.sample_stats["n_steps"].mean())}
@@ -108,35 +118,37 @@ def pymc_side(cube, *, warmup: int, draws: int, chains: int, cores: int | None) 
     names = ["E", "A", "B", "alpha", "beta", "lam", "tau_other", "tau", "sigma"]
     runs = []
     for seed in (0, 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         idata = pymc_twin.fit_pymc(cube, "atlas", target="fr", draws=draws, tune=warmup, chains=chains, cores=cores,
                                    seed=seed)
-        runs.append((time.perf_counter() - t0, idata))
-    (cold, _), (warm, idata) = runs
+        runs.append((time.perf_counter() - t0, _cpu() - c0, idata))
+    (cold, _, _), (warm, cpu, idata) = runs
     post = idata.posterior[names]
     ess = _min_ess(post)
     import arviz as az
 
     sampling = float(idata.posterior.attrs.get("sampling_time", float("nan")))
-    return {"seconds_cold": cold, "seconds": warm, "seconds_sampling": sampling, "min_ess_bulk": ess,
+    return {"seconds_cold": cold, "seconds": warm, "cpu_seconds": cpu, "seconds_sampling": sampling, "min_ess_bulk": ess,
             "ess_per_s": ess / warm, "ess_per_s_sampling": ess / sampling,
             "max_r_hat": float(az.rhat(post).to_array().max()), "divergences": int(idata.sample_stats["diverging"].sum()),
             "leapfrog_steps_per_draw": float(idata.sample_stats["n_steps"].mean()), "cores": cores or "default"}
 
 
-def paper_side(*, chain_method: str, warmup: int, draws: int, chains: int, target_accept: float) -> dict:
+def paper_side(*, chain_method: str, warmup: int, draws: int, chains: int, target_accept: float, repeats: int) -> dict:
     cube = paper_cube()
     opts = dict(target="all", num_chains=chains, num_warmup=warmup, num_samples=draws, chain_method=chain_method,
                 target_accept=target_accept, check=False)
     out = {}
-    for label, seed in (("cold", 0), ("warm", 1)):
-        t0 = time.perf_counter()
+    for label, seed in (("cold", 0), ("warm", 1))[:repeats]:
+        t0, c0 = time.perf_counter(), time.process_time()
         fit = inference.fit_bayes(cube, "atlas", seed=seed, **opts)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         d = results.diagnostics(fit)
-        out[label] = {"seconds": seconds, "seconds_parts": fit.config.options["seconds"], "max_r_hat": d["max_r_hat"],
-                      "min_ess_bulk": d["min_ess_bulk"], "min_ess_tail": d["min_ess_tail"], "divergences": d["divergences"],
-                      "leapfrog_steps_per_draw": float(fit.idata.sample_stats["n_steps"].mean())}
+        stats = fit.idata.sample_stats
+        out[label] = {"seconds": seconds, "cpu_seconds": cpu, "seconds_parts": fit.config.options["seconds"],
+                      "max_r_hat": d["max_r_hat"], "min_ess_bulk": d["min_ess_bulk"], "min_ess_tail": d["min_ess_tail"],
+                      "divergences": d["divergences"], "leapfrog_steps_per_draw": float(stats["n_steps"].mean()),
+                      "max_leapfrog_steps": int(stats["n_steps"].max()), "step_size": float(stats["step_size"].mean())}
     n_obs = int(fit.idata.observed_data.sizes["obs"])
     return {"runs": int(cube.sizes["run"]), "targets": len(TARGETS), "mixtures": 50, "observations": n_obs,
             "parameters": int(sum(np.prod(v.shape[2:]) for v in fit.idata.posterior.data_vars.values())),
@@ -151,6 +163,7 @@ def main() -> None:
     parser.add_argument("--pymc-cores", type=int, default=None, help="PyMC chain processes (default: PyMC's)")
     parser.add_argument("--paper-warmup", type=int, default=500)
     parser.add_argument("--paper-target-accept", type=float, default=0.8)
+    parser.add_argument("--paper-repeats", type=int, default=1, choices=[1, 2], help="2: also a second (warm) fit")
     parser.add_argument("--chain-method", default="auto", choices=["auto", "vectorized", "parallel"])
     parser.add_argument("--devices", type=int, default=1, help="XLA host devices (for --chain-method parallel)")
     parser.add_argument("--skip", choices=["compare", "paper"], default=None)
@@ -168,7 +181,7 @@ def main() -> None:
                 "numpyro": npy, "pymc": pmc}
     if args.skip != "paper":
         paper = paper_side(chain_method=args.chain_method, warmup=args.paper_warmup, draws=args.draws, chains=args.chains,
-                           target_accept=args.paper_target_accept)
+                           target_accept=args.paper_target_accept, repeats=args.paper_repeats)
         out |= {"paper_scale_seconds": paper["cold"]["seconds"], "paper_scale_max_rhat": paper["cold"]["max_r_hat"],
                 "paper_scale_divergences": paper["cold"]["divergences"], "paper_scale": paper}
     out["load_average"] = os.getloadavg()
