@@ -54,8 +54,12 @@ from atlas_bayes import predict as predict_lib  # noqa: E402
 from surrogate.synthetic import held_out_mixture, multilingual_cube  # noqa: E402
 
 
-def _metrics(y: np.ndarray, mean: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> dict:
-    """Held-out scores over finite cells of ``(run, lang)`` arrays; R^2 is averaged over languages."""
+def _metrics(y: np.ndarray, mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, in_range: np.ndarray | None = None) -> dict:
+    """Held-out scores over finite cells of ``(run, lang)`` arrays; R^2 is averaged over languages.
+
+    ``in_range``: cells whose language's share is not below half the smallest share of any training
+    run scored on it (the emulator's extrapolation warning); coverage is also given on each side.
+    """
     ok = np.isfinite(y) & np.isfinite(mean)
     pos = ok & (mean > 0)  # a linear regression can predict a negative loss: no log error there
     r2 = []
@@ -64,7 +68,13 @@ def _metrics(y: np.ndarray, mean: np.ndarray, lower: np.ndarray, upper: np.ndarr
         if o.sum() > 1:
             r2.append(1 - np.sum((y[o, j] - mean[o, j]) ** 2) / np.sum((y[o, j] - y[o, j].mean()) ** 2))
     inside = (y[ok] >= lower[ok]) & (y[ok] <= upper[ok])
-    return {
+    split = {}
+    if in_range is not None:
+        inside_all = (y >= lower) & (y <= upper)
+        split = {"coverage90_share_in_range": float(inside_all[ok & in_range].mean()),
+                 "coverage90_share_extrapolated": float(inside_all[ok & ~in_range].mean()),
+                 "cells_share_extrapolated": int((ok & ~in_range).sum())}
+    return split | {
         "rmse": float(np.sqrt(np.mean((y[ok] - mean[ok]) ** 2))),
         "rmse_log": float(np.sqrt(np.mean((np.log(y[pos]) - np.log(mean[pos])) ** 2))),
         "median_abs_log_error": float(np.median(np.abs(np.log(y[pos]) - np.log(mean[pos])))),
@@ -269,21 +279,28 @@ def simulated(args) -> dict:
     train, test = cube.isel(run=np.flatnonzero(~hold)), cube.isel(run=np.flatnonzero(hold))
     langs = cube_lib.languages(cube)
     y = test["loss"].values
+    srcs = [str(s) for s in train["src"].values]
+    w_train, w = train["mix"].values, test["mix"].values
+    # the emulator's share warning (Surrogate.min_share): below half the smallest share of a training run scored on it
+    floor = {lang: w_train[np.isfinite(train["loss"].values[:, j]), srcs.index(lang)].min()
+             for j, lang in enumerate(langs) if lang in srcs}
+    in_range = np.stack([w[:, srcs.index(lang)] >= 0.5 * floor[lang] if lang in floor else np.ones(len(w), bool)
+                         for lang in langs], axis=1)
     fits, t_fit, notes = _atlas_fits(train, langs, args)
     from atlas_bayes import results as results_lib
 
     diag = [results_lib.diagnostics(f) for f in fits]
-    results = {"atlas_posterior": _metrics(y, **_posterior_predict(fits, test, langs))}
+    results = {"atlas_posterior": _metrics(y, **_posterior_predict(fits, test, langs), in_range=in_range)}
     t0 = time.perf_counter()
     gp_alone = surrogate.emulate(train, steps=args.steps)
     t_gp = time.perf_counter() - t0
-    results["emulator"] = _metrics(y, **_emulator_predict(gp_alone, test))
+    results["emulator"] = _metrics(y, **_emulator_predict(gp_alone, test), in_range=in_range)
     t0 = time.perf_counter()
     gp_atlas = surrogate.emulate(train, prior=fits, steps=args.steps)
     t_gp_atlas = time.perf_counter() - t0
-    results["emulator_atlas_mean"] = _metrics(y, **_emulator_predict(gp_atlas, test))
+    results["emulator_atlas_mean"] = _metrics(y, **_emulator_predict(gp_atlas, test), in_range=in_range)
     ens_pred, t_ens, ens_timing = _ensemble(train, test, args)
-    results["haiku_ensemble"] = _metrics(y, **ens_pred)
+    results["haiku_ensemble"] = _metrics(y, **ens_pred, in_range=in_range)
     return {
         "runs_train": int(train.sizes["run"]), "runs_test": int(test.sizes["run"]), "languages": langs,
         "posterior": args.posterior, "posterior_diagnostics": diag if args.posterior == "nuts" else None, "methods": results,

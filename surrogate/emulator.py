@@ -37,7 +37,7 @@ from scipy import stats
 from atlas_bayes import cube as cube_lib
 from atlas_bayes.results import FitResult, load_fit
 from surrogate import gp
-from surrogate.features import FeatureSpec, features, make_spec
+from surrogate.features import FeatureSpec, features, make_spec, mixture_key
 from surrogate.prior import LawPrior, law_moments, priors_from_fits
 
 __all__ = [
@@ -425,7 +425,7 @@ def _moments_core(static, state, prior_arrays, N, D, mix, U, finetune):
     mean, var, noise = jnp.stack(means), jnp.stack(law_vars), jnp.stack(noise)
     if state is not None:
         z = features(spec, N, D, mix, U, finetune)
-        g_mu, g_var, g_noise = gp.predict_latent(state, z)
+        g_mu, g_var, g_noise = gp.predict_latent(state, z, mixture_key(mix))
         mean, var, noise = mean + g_mu, var + g_var, jnp.broadcast_to(g_noise[:, None], mean.shape)
     return mean, var, noise
 
@@ -458,6 +458,7 @@ def _assemble(spec, langs, priors, const, hyper, train, *, dtype=jnp.float64):
     srcs = spec.srcs
     args = [jnp.asarray(train[k], dtype=dtype) for k in ("N", "D", "mix", "U", "finetune")]
     z_all = np.asarray(_features_jit(spec, *args))
+    g_all = np.asarray(mixture_key(args[2]))
     log_loss = np.log(train["loss"])
     counts = np.isfinite(log_loss).sum(axis=0)
     if counts.min() == 0:
@@ -465,6 +466,7 @@ def _assemble(spec, langs, priors, const, hyper, train, *, dtype=jnp.float64):
     n = int(counts.max())
     L, d = len(langs), spec.dim
     z = np.zeros((L, n, d))
+    g = np.zeros((L, n))
     r = np.zeros((L, n))
     m = np.zeros((L, n))
     for j, lang in enumerate(langs):
@@ -475,9 +477,10 @@ def _assemble(spec, langs, priors, const, hyper, train, *, dtype=jnp.float64):
         else:
             mean = np.full(len(obs), const[j])
         z[j, : len(obs)] = z_all[obs]
+        g[j, : len(obs)] = g_all[obs]
         r[j, : len(obs)] = log_loss[obs, j] - mean
         m[j, : len(obs)] = 1.0
-    data = gp.Data(z=jnp.asarray(z, dtype), r=jnp.asarray(r, dtype), m=jnp.asarray(m, dtype))
+    data = gp.Data(z=jnp.asarray(z, dtype), g=jnp.asarray(g, dtype), r=jnp.asarray(r, dtype), m=jnp.asarray(m, dtype))
     if hyper is None:
         return data, None
     if not np.all(np.isfinite(np.asarray(data.r))):
@@ -496,6 +499,7 @@ def _initial_hyper(data: gp.Data, starts: int) -> gp.Hyper:
         log_c=np.broadcast_to(np.log(s), (starts, L)),
         log_lin=np.broadcast_to(np.log(s**2 / d)[None, :, None], (starts, L, d)),
         log_sigma=np.broadcast_to(np.log(np.maximum(s / 10, 1e-4)), (starts, L)),
+        log_mix_sd=np.broadcast_to(np.log(s / 3), (starts, L)),
     )
     return jax.tree.map(lambda x: jnp.asarray(np.array(x), jnp.float64), h)
 
@@ -516,7 +520,7 @@ def emulate(
     starts: int = gp.N_HYPER_STARTS,
     warn_factor: float = EXTRAPOLATION_WARN,
     limit_factor: float = EXTRAPOLATION_LIMIT,
-    max_prior_draws: int = 100,
+    max_prior_draws: int = 32,
 ) -> Surrogate:
     """Train the emulator on a run cube's final checkpoints.
 
@@ -532,7 +536,9 @@ def emulate(
     warn_factor, limit_factor
         Queries beyond the trained N or D range by more than these factors warn / are refused.
     max_prior_draws
-        Posterior draws kept for the mean function (evenly thinned).
+        Posterior draws kept for the mean function (evenly thinned). A prediction evaluates the law
+        once per draw, which dominates its cost: 32 draws estimate the law's posterior sd to ~13%
+        (Monte Carlo) and keep 10,000 configurations under 100 ms (BENCHMARKS.md, "Surrogate").
 
     Examples
     --------
@@ -595,6 +601,7 @@ def _diagnostics(state: gp.State, langs, spec: FeatureSpec, log_post) -> dict[st
             "loo_coverage90": float(np.mean(np.abs(err) <= z90 * np.sqrt(var[j, obs]))),
             "sigma": float(gp.sigma_of(jax.tree.map(jnp.asarray, h))),
             "amplitude": float(np.exp(h.log_amp)),
+            "mixture_effect_sd": float(np.exp(h.log_mix_sd)),
             "length_scales": {name: float(np.exp(v)) for name, v in zip(spec.names, h.log_ell)},
             "log_posterior": float(log_post[j]),
         }

@@ -38,7 +38,7 @@ import numpy as np
 
 from atlas_bayes.registry import Law
 
-__all__ = ["W_FLOOR", "FeatureSpec", "raw_features", "make_spec", "features", "law_inputs"]
+__all__ = ["W_FLOOR", "FeatureSpec", "raw_features", "make_spec", "features", "mixture_key", "law_inputs"]
 
 W_FLOOR = 0.01  # mixture weights enter as log(w + W_FLOOR): finite at w = 0, ~log w above a few %
 
@@ -107,6 +107,26 @@ def features(spec: FeatureSpec, N, D, mix, U, finetune):
     raw = raw_features(N, D, mix, U, finetune, srcs=spec.srcs, u_srcs=spec.u_srcs, kind=spec.kind)
     raw = raw[:, jnp.asarray(spec.keep)]
     return (raw - jnp.asarray(spec.center, raw.dtype)) / jnp.asarray(spec.scale, raw.dtype)
+
+
+def _primes(n: int) -> np.ndarray:
+    out, k = [], 2
+    while len(out) < n:
+        if all(k % q for q in out if q * q <= k):
+            out.append(k)
+        k += 1
+    return np.asarray(out, float)
+
+
+def mixture_key(mix) -> jax.Array:
+    """One number per mixture ``(n, S) -> (n,)``: equal for equal weights, different for different ones.
+
+    ``sum_s w_s log p_s`` over the first ``S`` primes ``p_s``: the logarithms of primes are linearly
+    independent over the rationals, so two mixtures given to a few digits share a key only if they
+    are the same mixture. The emulator's mixture random effect (:mod:`surrogate.gp`) pairs runs by it.
+    """
+    mix = jnp.asarray(mix)
+    return mix @ jnp.asarray(np.log(_primes(mix.shape[-1])), mix.dtype)
 
 
 def law_inputs(law: Law, N, D, mix, U, *, srcs: Sequence[str], target: str, sources: Sequence[str] = ()) -> dict:

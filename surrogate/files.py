@@ -27,7 +27,7 @@ from surrogate.prior import LawPrior
 __all__ = ["save", "load", "is_surrogate_file"]
 
 _MARKER = "atlas_surrogate"
-_VERSION = 1
+_VERSION = 2  # 2: the mixture random effect (log_mix_sd); version 1 files load with none
 
 
 def _json(obj) -> str:
@@ -47,7 +47,8 @@ def save(model: Surrogate, path: str | os.PathLike) -> Path:
             "train_loss": (("run", "lang"), t["loss"]),
             "log_amp": (("lang",), h.log_amp), "log_ell": (("lang", "feature"), h.log_ell),
             "log_c": (("lang",), h.log_c), "log_lin": (("lang", "feature"), h.log_lin),
-            "log_sigma": (("lang",), h.log_sigma), "const": (("lang",), model.const),
+            "log_sigma": (("lang",), h.log_sigma), "log_mix_sd": (("lang",), h.log_mix_sd),
+            "const": (("lang",), model.const),
         },
         coords={"lang": np.asarray(model.langs, dtype=object), "src": np.asarray(model.srcs, dtype=object),
                 "feature": np.asarray(model.spec.names, dtype=object)},
@@ -89,7 +90,8 @@ def load(path: str | os.PathLike) -> Surrogate:
     train = {"N": ds["train_N"].values, "D": ds["train_D"].values, "finetune": ds["train_finetune"].values,
              "mix": ds["train_mix"].values, "U": ds["train_U"].values, "loss": ds["train_loss"].values}
     with jax.enable_x64(True):
-        hyper = gp.Hyper(*(jnp.asarray(ds[k].values, jnp.float64) for k in gp.Hyper._fields))
+        no_effect = np.full(len(langs), -np.inf)  # a version-1 file: no mixture random effect
+        hyper = gp.Hyper(*(jnp.asarray(ds[k].values if k in ds else no_effect, jnp.float64) for k in gp.Hyper._fields))
         _, state = _assemble(spec, langs, priors, ds["const"].values, hyper, train)
     return _make(spec, langs, str(ds.attrs.get("units", "")), state, priors, ds["const"].values, train,
                  json.loads(ds.attrs["options"]), json.loads(ds.attrs["diagnostics"]))

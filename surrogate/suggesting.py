@@ -39,7 +39,7 @@ import numpy as np
 
 from surrogate import gp
 from surrogate.emulator import Surrogate, _moments_core
-from surrogate.features import features
+from surrogate.features import features, mixture_key
 from surrogate.planning import _check_languages, _check_targets, _mix_dict, _rng, _U_row, plan
 
 __all__ = ["Suggestions", "suggest", "DECISIONS"]
@@ -129,7 +129,8 @@ def _prepare(static, t_list, state, prior_arrays, N, D, mix, U, finetune):
     """Log-loss means of every language, and each target's joint GP covariance and noise variance."""
     mean, _, _ = _moments_core(static, state, prior_arrays, N, D, mix, U, finetune)
     zs = features(static[0], N, D, mix, U, finetune)
-    covs = jnp.stack([gp.posterior_at(state, j, zs)[1] for j in t_list])
+    gs = mixture_key(mix)
+    covs = jnp.stack([gp.posterior_at(state, j, zs, gs)[1] for j in t_list])
     noise = (jax.vmap(gp.sigma_of)(state.hyper) ** 2)[jnp.asarray(t_list)]
     return mean, covs, noise
 

@@ -58,3 +58,14 @@ def test_feature_gradients_are_finite_at_zero_weights_and_infinite_U():
         return jnp.sum(features.features(spec, jnp.array([3e7]), jnp.array([3e9]), mix, jnp.array([[jnp.inf, 1e8]]), jnp.zeros(1)))
 
     assert np.isfinite(float(jax.jit(jax.grad(total))(1.0)))
+
+
+def test_mixture_key_pairs_equal_mixtures_only():
+    mix = np.array([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5], [1.0, 0.0, 0.0], [0.499, 0.501, 0.0],
+                    [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0]])
+    for dtype in (jnp.float32, jnp.float64):
+        with jax.enable_x64(dtype == jnp.float64):
+            key = np.asarray(features.mixture_key(jnp.asarray(mix, dtype)))
+        same = np.abs(key[:, None] - key[None, :]) < 1e-5  # the tolerance of surrogate.gp.MIX_KEY_TOL
+        expected = np.all(mix[:, None, :] == mix[None, :, :], axis=-1)
+        np.testing.assert_array_equal(same, expected)  # permutations and a 0.1% change are other mixtures
