@@ -13,7 +13,9 @@
    pooling, 4 chains x 1000 draws): wall time of the first call, compilation included, as a user
    running ``atlas fit`` once would see it (``--paper-repeats 2``: and of a second call); max
    R-hat and divergences. CPU seconds are reported next to wall seconds: on a shared machine they
-   say how much of the wall time was waiting for a core.
+   say how much of the wall time was waiting for a core. ``--paper-baseline``: first the same fit
+   with the settings before the speed-ups of issue #3 (chains vectorised on one device, XLA's
+   YNNPACK fusions on), every cache cleared before each fit, so that both are cold.
 
 ``--json`` prints one line.
 """
@@ -134,11 +136,39 @@ def pymc_side(cube, *, warmup: int, draws: int, chains: int, cores: int | None) 
             "leapfrog_steps_per_draw": float(idata.sample_stats["n_steps"].mean()), "cores": cores or "default"}
 
 
-def paper_side(*, chain_method: str, warmup: int, draws: int, chains: int, target_accept: float, repeats: int) -> dict:
+def _clear_caches() -> None:
+    for f in (inference._potential, inference._mode_program, inference._nuts_program, inference._constrain_program):
+        f.cache_clear()
+    jax.clear_caches()
+
+
+def paper_side(*, chain_method: str, warmup: int, draws: int, chains: int, target_accept: float, repeats: int,
+               baseline: bool = False) -> dict:
     cube = paper_cube()
     opts = dict(target="all", num_chains=chains, num_warmup=warmup, num_samples=draws, chain_method=chain_method,
                 target_accept=target_accept, check=False)
     out = {}
+    _clear_caches()
+    if baseline:  # the settings before issue #3's speed-ups
+        opts["chain_method"] = "vectorized"
+        options = inference._cpu_compiler_options
+        inference._cpu_compiler_options = lambda: ()
+    try:
+        fits = _paper_fits(cube, opts, repeats, out)
+    finally:
+        if baseline:
+            inference._cpu_compiler_options = options
+    fit = fits[-1]
+    n_obs = int(fit.idata.observed_data.sizes["obs"])
+    return {"runs": int(cube.sizes["run"]), "targets": len(TARGETS), "mixtures": 50, "observations": n_obs,
+            "parameters": int(sum(np.prod(v.shape[2:]) for v in fit.idata.posterior.data_vars.values())),
+            "chain_method": opts["chain_method"], "devices": jax.local_device_count(),
+            "devices_used": fit.config.options["devices"],
+            "compiler_options": dict(() if baseline else inference._cpu_compiler_options()), **out}
+
+
+def _paper_fits(cube, opts, repeats, out) -> list:
+    fits = []
     for label, seed in (("cold", 0), ("warm", 1))[:repeats]:
         t0, c0 = time.perf_counter(), _cpu()
         fit = inference.fit_bayes(cube, "atlas", seed=seed, **opts)
@@ -149,10 +179,8 @@ def paper_side(*, chain_method: str, warmup: int, draws: int, chains: int, targe
                       "max_r_hat": d["max_r_hat"], "min_ess_bulk": d["min_ess_bulk"], "min_ess_tail": d["min_ess_tail"],
                       "divergences": d["divergences"], "leapfrog_steps_per_draw": float(stats["n_steps"].mean()),
                       "max_leapfrog_steps": int(stats["n_steps"].max()), "step_size": float(stats["step_size"].mean())}
-    n_obs = int(fit.idata.observed_data.sizes["obs"])
-    return {"runs": int(cube.sizes["run"]), "targets": len(TARGETS), "mixtures": 50, "observations": n_obs,
-            "parameters": int(sum(np.prod(v.shape[2:]) for v in fit.idata.posterior.data_vars.values())),
-            "chain_method": chain_method, "devices": jax.local_device_count(), **out}
+        fits.append(fit)
+    return fits
 
 
 def main() -> None:
@@ -165,7 +193,9 @@ def main() -> None:
     parser.add_argument("--paper-target-accept", type=float, default=0.8)
     parser.add_argument("--paper-repeats", type=int, default=1, choices=[1, 2], help="2: also a second (warm) fit")
     parser.add_argument("--chain-method", default="auto", choices=["auto", "vectorized", "parallel"])
-    parser.add_argument("--devices", type=int, default=1, help="XLA host devices (for --chain-method parallel)")
+    parser.add_argument("--devices", type=int, default=1, help="XLA host devices (for --chain-method parallel/auto)")
+    parser.add_argument("--paper-baseline", action="store_true",
+                        help="first the paper-scale fit with the settings before issue #3's speed-ups")
     parser.add_argument("--skip", choices=["compare", "paper"], default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -179,6 +209,11 @@ def main() -> None:
                 "ratio_sampling_only": npy["ess_per_s_sampling"] / pmc["ess_per_s_sampling"],
                 "ratio_cold": (npy["min_ess_bulk"] / npy["seconds_cold"]) / (pmc["min_ess_bulk"] / pmc["seconds_cold"]),
                 "numpyro": npy, "pymc": pmc}
+    if args.skip != "paper" and args.paper_baseline:
+        base = paper_side(chain_method=args.chain_method, warmup=args.paper_warmup, draws=args.draws, chains=args.chains,
+                          target_accept=args.paper_target_accept, repeats=args.paper_repeats, baseline=True)
+        out |= {"paper_baseline_seconds": base["cold"]["seconds"], "paper_baseline": base,
+                "load_average_after_baseline": os.getloadavg()}
     if args.skip != "paper":
         paper = paper_side(chain_method=args.chain_method, warmup=args.paper_warmup, draws=args.draws, chains=args.chains,
                            target_accept=args.paper_target_accept, repeats=args.paper_repeats)

@@ -119,7 +119,8 @@ def _compiled_program(cube):
     data, priors, loss = m.arrays()
     proto = inference._prototype(m.model, (data, priors), {"loss": loss})
     return inference._nuts_program(m.spec, proto, num_warmup=NUTS["num_warmup"], num_samples=NUTS["num_samples"],
-                                   dense_mass=True, target_accept=NUTS["target_accept"], max_tree_depth=10, n_dev=1)
+                                   dense_mass=True, target_accept=NUTS["target_accept"], max_tree_depth=10, n_dev=1,
+                                   compiler_options=inference._cpu_compiler_options())
 
 
 def test_held_out_weights_and_the_paper_prior_reuse_the_compiled_program(chin_cube, chin_nuts):
@@ -334,3 +335,26 @@ def test_cli_fit_nuts_json(chin_cube, tmp_path, capsys):
     assert "--prior apply to Bayesian fits; add --method nuts" in capsys.readouterr().err
     assert main(["fit", path, "--law", "chinchilla", "--method", "nuts", "--pooling", "some"]) == 2
     assert "unknown pooling 'some'; valid: none, partial, full" in capsys.readouterr().err
+
+
+def test_auto_chain_method_splits_only_large_fits_over_devices():
+    """``"auto"``: vectorised for small fits, over the host devices (2 in the tests) from PARALLEL_WORK on."""
+    big = inference.PARALLEL_WORK
+    assert jax.local_device_count() == 2
+    assert inference._devices_for(4, "auto", big - 1) == 1
+    assert inference._devices_for(4, "auto", big) == 2
+    assert inference._devices_for(3, "auto", big) == 1  # 2 devices do not divide 3 chains: vectorised
+    assert inference._devices_for(4, "vectorized", 10 * big) == 1
+    assert inference._devices_for(4, "parallel", 0) == 2
+    with pytest.raises(ValueError, match="needs several devices dividing num_chains=3"):
+        inference._devices_for(3, "parallel", big)
+
+
+def test_sampler_programs_turn_off_ynnpack_fusions_on_cpu():
+    """The option is known to this jaxlib (else the programs would silently keep XLA's defaults) and
+    a program compiled with it computes what the default one does."""
+    opts = inference._cpu_compiler_options()
+    assert opts == inference._NO_YNN
+    x = jax.numpy.linspace(0.5, 2.0, 1440).reshape(240, 6)
+    f = lambda x: jax.numpy.sum(x @ x.T) + jax.numpy.sum(jax.numpy.log(x), axis=1).sum()  # noqa: E731
+    np.testing.assert_allclose(jax.jit(f, compiler_options=dict(opts))(x), jax.jit(f)(x), rtol=1e-5)
