@@ -99,7 +99,7 @@ def _atlas_fits(train, langs, args):
         from atlas_bayes.inference import fit_bayes
 
         fit, w = _quiet(fit_bayes, train, "atlas", target="all", pooling=args.pooling, num_chains=args.chains,
-                        num_warmup=args.warmup, num_samples=args.draws, seed=args.seed)
+                        num_warmup=args.warmup, num_samples=args.draws, target_accept=args.target_accept, seed=args.seed)
         fits, notes = [fit], w
     else:
         fits = []
@@ -360,8 +360,9 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4, help="nuts posterior: chains")
     parser.add_argument("--warmup", type=int, default=500, help="nuts posterior: warmup steps")
     parser.add_argument("--draws", type=int, default=500, help="nuts posterior: draws per chain")
-    parser.add_argument("--pooling", default="none", choices=("none", "partial", "full"),
-                        help="nuts posterior: pooling of E and exponents across targets (default none: one ATLAS per target)")
+    parser.add_argument("--target-accept", type=float, default=0.9, help="nuts posterior: target acceptance probability")
+    parser.add_argument("--pooling", default="partial", choices=("none", "partial", "full"),
+                        help="nuts posterior: pooling of E and exponents across targets (default partial, as fit_bayes; none: one ATLAS per target)")
     parser.add_argument("--steps", type=int, default=500, help="emulator hyperparameter steps")
     parser.add_argument("--members", type=int, default=8, help="Haiku ensemble members")
     parser.add_argument("--ensemble-steps", type=int, default=3000, help="Haiku ensemble Adam steps (full batch)")
