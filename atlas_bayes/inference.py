@@ -297,7 +297,7 @@ _NO_YNN = (("xla_cpu_experimental_ynn_fusion_type", ""),)
 
 
 @lru_cache(maxsize=1)
-def _cpu_compiler_options() -> tuple[tuple[str, str], ...]:
+def cpu_compiler_options() -> tuple[tuple[str, str], ...]:
     """XLA options of the sampler's programs: YNNPACK fusions off on CPU, where this jaxlib knows the option."""
     if jax.default_backend() != "cpu":
         return ()
@@ -317,7 +317,7 @@ def _nuts_program(spec: models.ModelSpec, proto, *, num_warmup: int, num_samples
     ``inverse_mass`` is warmup's first mass matrix (dense ``(dim, dim)``, or its diagonal ``(dim,)``),
     shared by the chains: the Laplace covariance at the mode, so that the first trajectories are not
     taken with a unit mass across parameters whose posterior widths differ by orders of magnitude.
-    ``compiler_options``: XLA options of the program (:func:`_cpu_compiler_options`).
+    ``compiler_options``: XLA options of the program (:func:`cpu_compiler_options`).
     """
     from numpyro.infer.hmc import hmc
 
@@ -438,7 +438,7 @@ def _run_nuts(spec, proto, args, loss, z0, inverse_mass, key, *, num_warmup, num
     n_dev = _devices_for(num_chains, chain_method, int(loss.shape[0]) * (num_warmup + num_samples))
     program = _nuts_program(spec, proto, num_warmup=num_warmup, num_samples=num_samples, dense_mass=dense_mass,
                             target_accept=float(target_accept), max_tree_depth=max_tree_depth, n_dev=n_dev,
-                            compiler_options=_cpu_compiler_options())
+                            compiler_options=cpu_compiler_options())
     keys = jax.random.split(key, num_chains)
     inverse_mass = jnp.asarray(inverse_mass if dense_mass else np.diag(inverse_mass), dtype=z0.dtype)
     z, diverging, num_steps, energy, pe, accept, step_size = program(keys, jnp.asarray(z0), inverse_mass, *args, loss)

@@ -151,20 +151,20 @@ def paper_side(*, chain_method: str, warmup: int, draws: int, chains: int, targe
     _clear_caches()
     if baseline:  # the settings before issue #3's speed-ups
         opts["chain_method"] = "vectorized"
-        options = inference._cpu_compiler_options
-        inference._cpu_compiler_options = lambda: ()
+        options = inference.cpu_compiler_options
+        inference.cpu_compiler_options = lambda: ()
     try:
         fits = _paper_fits(cube, opts, repeats, out)
     finally:
         if baseline:
-            inference._cpu_compiler_options = options
+            inference.cpu_compiler_options = options
     fit = fits[-1]
     n_obs = int(fit.idata.observed_data.sizes["obs"])
     return {"runs": int(cube.sizes["run"]), "targets": len(TARGETS), "mixtures": 50, "observations": n_obs,
             "parameters": int(sum(np.prod(v.shape[2:]) for v in fit.idata.posterior.data_vars.values())),
             "chain_method": opts["chain_method"], "devices": jax.local_device_count(),
             "devices_used": fit.config.options["devices"],
-            "compiler_options": dict(() if baseline else inference._cpu_compiler_options()), **out}
+            "compiler_options": dict(() if baseline else inference.cpu_compiler_options()), **out}
 
 
 def _paper_fits(cube, opts, repeats, out) -> list:

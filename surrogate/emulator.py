@@ -24,7 +24,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,7 +113,7 @@ class Surrogate:
 
     @property
     def _moments_fn(self):
-        return partial(_moments_jit, self._static)
+        return partial(_moments_jit(), self._static)
 
     def _moments(self, state, N, D, mix, U, finetune):
         """Log-loss moments of every language: mean, latent variance, noise variance, each ``(L, n)``; traceable."""
@@ -430,7 +430,13 @@ def _moments_core(static, state, prior_arrays, N, D, mix, U, finetune):
     return mean, var, noise
 
 
-_moments_jit = jax.jit(_moments_core, static_argnums=0)
+@lru_cache(maxsize=1)
+def _moments_jit():
+    """The compiled prediction, with the sampler's CPU options (YNNPACK fusions off: ~1.15x at 10,000
+    configurations x ~100 training runs, where XLA's own loops beat YNNPACK's small-matrix fusions)."""
+    from atlas_bayes.inference import cpu_compiler_options
+
+    return jax.jit(_moments_core, static_argnums=0, compiler_options=dict(cpu_compiler_options()))
 
 
 # ---------------------------------------------------------------------------- training

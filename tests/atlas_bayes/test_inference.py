@@ -120,7 +120,7 @@ def _compiled_program(cube):
     proto = inference._prototype(m.model, (data, priors), {"loss": loss})
     return inference._nuts_program(m.spec, proto, num_warmup=NUTS["num_warmup"], num_samples=NUTS["num_samples"],
                                    dense_mass=True, target_accept=NUTS["target_accept"], max_tree_depth=10, n_dev=1,
-                                   compiler_options=inference._cpu_compiler_options())
+                                   compiler_options=inference.cpu_compiler_options())
 
 
 def test_held_out_weights_and_the_paper_prior_reuse_the_compiled_program(chin_cube, chin_nuts):
@@ -353,7 +353,7 @@ def test_auto_chain_method_splits_only_large_fits_over_devices():
 def test_sampler_programs_turn_off_ynnpack_fusions_on_cpu():
     """The option is known to this jaxlib (else the programs would silently keep XLA's defaults) and
     a program compiled with it computes what the default one does."""
-    opts = inference._cpu_compiler_options()
+    opts = inference.cpu_compiler_options()
     assert opts == inference._NO_YNN
     x = jax.numpy.linspace(0.5, 2.0, 1440).reshape(240, 6)
     f = lambda x: jax.numpy.sum(x @ x.T) + jax.numpy.sum(jax.numpy.log(x), axis=1).sum()  # noqa: E731
