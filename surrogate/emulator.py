@@ -10,10 +10,11 @@ numbers behind the choice (held-out error and 90% coverage on mixtures left out 
 the GP, the ATLAS posterior alone and the GP around it; prediction time) are measured by
 ``bench/surrogate.py`` and recorded in BENCHMARKS.md, "Surrogate". Measured 2026-12-02 on 300
 training and 204 held-out runs of a simulated six-language world (R^2(M) split): the GP reaches
-R^2(M) 0.959 and log-loss RMSE 0.029 against a deep ensemble of 8 Haiku MLPs' 0.910 and 0.043 on
-the same features, at the same held-out 90% coverage (0.68 vs 0.69: both too narrow there, see
-BENCHMARKS.md), and predicts 10,000 configurations x 6 languages in ~125-140 ms on 2 CPU cores
-(the ensemble: ~107 ms). See :mod:`surrogate.gp` for the model.
+R^2(M) 0.966 and log-loss RMSE 0.026 against a deep ensemble of 8 Haiku MLPs' 0.910 and 0.043 on
+the same features, with 90% coverage 0.77 against the ensemble's 0.69 on those unseen mixtures
+(both too narrow there, see BENCHMARKS.md), and predicts 10,000 configurations x 6 languages in
+~40 ms alone, ~75 ms with an ATLAS posterior as its mean, on 2 idle CPU cores (the ensemble: ~43 ms).
+See :mod:`surrogate.gp` for the model.
 
 Library: tinygp 0.3 (kernel, marginal likelihood, conditioning) and optax (Adam) on JAX.
 """
