@@ -51,6 +51,7 @@ import surrogate  # noqa: E402
 from atlas_bayes import cube as cube_lib  # noqa: E402
 from atlas_bayes import point  # noqa: E402
 from atlas_bayes import predict as predict_lib  # noqa: E402
+from surrogate.emulator import SHARE_WARN  # noqa: E402
 from surrogate.synthetic import held_out_mixture, multilingual_cube  # noqa: E402
 
 
@@ -279,21 +280,18 @@ def simulated(args) -> dict:
     train, test = cube.isel(run=np.flatnonzero(~hold)), cube.isel(run=np.flatnonzero(hold))
     langs = cube_lib.languages(cube)
     y = test["loss"].values
-    srcs = [str(s) for s in train["src"].values]
-    w_train, w = train["mix"].values, test["mix"].values
-    # the emulator's share warning (Surrogate.min_share): below half the smallest share of a training run scored on it
-    floor = {lang: w_train[np.isfinite(train["loss"].values[:, j]), srcs.index(lang)].min()
-             for j, lang in enumerate(langs) if lang in srcs}
-    in_range = np.stack([w[:, srcs.index(lang)] >= 0.5 * floor[lang] if lang in floor else np.ones(len(w), bool)
-                         for lang in langs], axis=1)
     fits, t_fit, notes = _atlas_fits(train, langs, args)
     from atlas_bayes import results as results_lib
 
     diag = [results_lib.diagnostics(f) for f in fits]
-    results = {"atlas_posterior": _metrics(y, **_posterior_predict(fits, test, langs), in_range=in_range)}
     t0 = time.perf_counter()
     gp_alone = surrogate.emulate(train, steps=args.steps)
     t_gp = time.perf_counter() - t0
+    # cells where the emulator warns of share extrapolation (Surrogate.min_share, SHARE_WARN)
+    w, floor = test["mix"].values, gp_alone.min_share
+    in_range = np.stack([w[:, gp_alone.srcs.index(lang)] >= SHARE_WARN * floor[lang] if lang in floor else np.ones(len(w), bool)
+                         for lang in langs], axis=1)
+    results = {"atlas_posterior": _metrics(y, **_posterior_predict(fits, test, langs), in_range=in_range)}
     results["emulator"] = _metrics(y, **_emulator_predict(gp_alone, test), in_range=in_range)
     t0 = time.perf_counter()
     gp_atlas = surrogate.emulate(train, prior=fits, steps=args.steps)

@@ -49,11 +49,13 @@ __all__ = [
     "EXTRAPOLATION_WARN",
     "EXTRAPOLATION_LIMIT",
     "MIX_TOL",
+    "SHARE_WARN",
     "PRECISIONS",
 ]
 
 EXTRAPOLATION_WARN = 2.0  # N or D beyond the trained range by more than this factor: warning
 EXTRAPOLATION_LIMIT = 100.0  # ... by more than this: error
+SHARE_WARN = 0.5  # a language's share below this times its smallest trained share: extrapolation warning
 MIX_TOL = 1e-3  # mixture weights must sum to 1 within this (3-digit weights such as 0.333 x 3 pass)
 PRECISIONS = ("float32", "float64")
 Precision = Literal["float32", "float64"]
@@ -297,7 +299,7 @@ class Surrogate:
     def _check_shares(self, mix, langs, keep, stacklevel: int) -> None:
         for j, lang in enumerate(langs):
             floor = self.min_share.get(lang, 0.0)
-            low = np.flatnonzero((mix[:, self.srcs.index(lang)] < 0.5 * floor) & keep[:, j]) if floor > 0 else []
+            low = np.flatnonzero((mix[:, self.srcs.index(lang)] < SHARE_WARN * floor) & keep[:, j]) if floor > 0 else []
             if len(low):
                 i = low[0]
                 warnings.warn(

@@ -103,6 +103,16 @@ def test_save_load_round_trip_gives_identical_predictions(model, model_path):
     assert again.langs == model.langs and again.srcs == model.srcs and again.diagnostics == model.diagnostics
 
 
+def test_a_version_1_file_loads_without_the_mixture_effect(model, model_path, tmp_path):
+    ds = cube_lib.read_netcdf(model_path).drop_vars("log_mix_sd")
+    ds.attrs["atlas_surrogate"] = 1
+    old = surrogate.load(cube_lib.write_netcdf(ds, tmp_path / "v1.nc"))
+    kw = dict(N=[1.5e7], D=[2e9], mix=np.array([[0.2, 0.3, 0.5]]))  # a mixture never run
+    a, b = model.predict(**kw), old.predict(**kw)
+    assert np.all(np.isfinite(b["sd"].values))
+    assert np.all(b["sd"].values < a["sd"].values)  # no mixture effect: narrower at a mixture never run
+
+
 def test_is_surrogate_file(model_path, cube_path, tmp_path):
     assert surrogate.is_surrogate_file(model_path)
     assert not surrogate.is_surrogate_file(cube_path)
