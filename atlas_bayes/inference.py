@@ -29,9 +29,12 @@ joint mode sits at a noise scale ``sigma`` smaller than the marginal posterior's
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache, partial
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -263,9 +266,12 @@ def _prototype(model, args, kwargs) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """Latent sites and their shapes (the layout of the flat unconstrained vector)."""
     import numpyro
 
-    tr = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace(*args, **kwargs)
-    return tuple(sorted((k, tuple(s["value"].shape)) for k, s in tr.items()
-                        if s["type"] == "sample" and not s["is_observed"]))
+    def latent():
+        tr = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace(*args, **kwargs)
+        return {k: s["value"] for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
+
+    # Abstract evaluation: run op by op, the trace compiles every primitive of the model (10 s at paper scale).
+    return tuple(sorted((k, tuple(v.shape)) for k, v in jax.eval_shape(latent).items()))
 
 
 def _unravel(proto):
@@ -310,7 +316,7 @@ def cpu_compiler_options() -> tuple[tuple[str, str], ...]:
 
 @lru_cache(maxsize=32)
 def _nuts_program(spec: models.ModelSpec, proto, *, num_warmup: int, num_samples: int, dense_mass: bool,
-                  target_accept: float, max_tree_depth: int, n_dev: int,
+                  target_accept: float, max_tree_depth: int, n_groups: int,
                   compiler_options: tuple[tuple[str, str], ...] = ()):
     """One compiled NUTS program: ``(keys, z0, inverse_mass, data, priors, loss) -> trace`` over chains.
 
@@ -340,23 +346,64 @@ def _nuts_program(spec: models.ModelSpec, proto, *, num_warmup: int, num_samples
         return jax.tree.map(lambda a: a[num_warmup:], trace)
 
     chains = jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None, None, None, None)), compiler_options=dict(compiler_options))
-    if n_dev == 1:
-        return chains
+    return _ChainGroups(chains, n_groups)
 
-    def split(keys, z0, inverse_mass, data, priors, loss):
-        # One launch per device, dispatched asynchronously so the devices run concurrently. (A
-        # single multi-device launch -- shard_map or pmap -- deadlocks the XLA CPU runtime on
-        # the larger dense-mass models; separate launches do not, at one compilation per device.)
-        per = keys.shape[0] // n_dev
-        outs = []
-        for i, dev in enumerate(jax.local_devices()[:n_dev]):
-            put = partial(jax.device_put, device=dev)
+
+class _ChainGroups:
+    """A vectorised NUTS program run over ``n_groups`` groups of chains concurrently.
+
+    Each group runs its own NUTS loop, so no chain waits for the longest trajectory of the others
+    (vectorised chains advance in lockstep: at paper scale they paid for 1.3x the leapfrog steps they
+    took). The groups are launched from threads and waited for there: XLA's CPU client runs an
+    execution on its caller's thread, so one thread per group keeps every core busy with a single
+    compiled program. Other backends place the groups on their devices in turn.
+
+    Executables are compiled ahead of time, once per device and argument shapes, and
+    :meth:`precompile` builds one from shapes alone, so that compiling overlaps the search for the
+    chains' starts (which the call needs).
+    """
+
+    def __init__(self, chains, n_groups: int):
+        self.chains, self.n_groups = chains, n_groups
+        self._compiled: dict = {}
+        self._lock = threading.Lock()
+
+    def _groups(self, keys, z0, inverse_mass, data, priors, loss) -> list:
+        devices = jax.local_devices()[:1] if jax.default_backend() == "cpu" else jax.local_devices()
+        per = keys.shape[0] // self.n_groups
+        out = []
+        for i in range(self.n_groups):
             block = slice(i * per, (i + 1) * per)
-            outs.append(chains(put(keys[block]), put(z0[block]), put(inverse_mass), jax.tree.map(put, data),
-                               jax.tree.map(put, priors), put(loss)))
-        return jax.tree.map(lambda *a: jnp.concatenate([jax.device_get(x) for x in a]), *outs)
+            dev = devices[i % len(devices)]
+            out.append((dev, (keys[block], z0[block], inverse_mass, data, priors, loss)))
+        return out
 
-    return split
+    def _executable(self, dev, args):
+        sig = (dev.id, str(jax.tree.map(lambda a: (a.shape, a.dtype), args)))
+        with self._lock:
+            if sig not in self._compiled:
+                specs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=jax.sharding.SingleDeviceSharding(dev)), args)
+                self._compiled[sig] = self.chains.lower(*specs).compile()
+            return self._compiled[sig]
+
+    @property
+    def compilations(self) -> int:
+        """Executables compiled so far (one per device and argument shapes)."""
+        return len(self._compiled)
+
+    def precompile(self, *args) -> None:
+        """Compile for arguments of these shapes (values unused)."""
+        for dev, group in self._groups(*args):
+            self._executable(dev, group)
+
+    def __call__(self, *args):
+        launches = [(self._executable(dev, group), jax.device_put(group, dev)) for dev, group in self._groups(*args)]
+        if len(launches) == 1:
+            (exe, group), = launches
+            return exe(*group)
+        with ThreadPoolExecutor(max_workers=len(launches)) as pool:
+            outs = list(pool.map(lambda job: jax.block_until_ready(job[0](*job[1])), launches))
+        return jax.tree.map(lambda *a: jnp.concatenate([jax.device_get(x) for x in a]), *outs)
 
 
 @lru_cache(maxsize=32)
@@ -382,7 +429,8 @@ def _flat_init(model, args, kwargs, values: Mapping, proto, key, num_chains: int
     if missing:  # pragma: no cover - a model/initialiser mismatch is a bug
         raise RuntimeError(f"no initial value for sites {missing}")
     constrained = {k: jnp.asarray(values[k], dtype=dtype).reshape(shape) for k, shape in proto}
-    z, _ = ravel_pytree(unconstrain_fn(model, args, kwargs, constrained))
+    # Jitted: op by op, finding the transforms would compile every primitive of the model.
+    z = jax.jit(lambda c: ravel_pytree(unconstrain_fn(model, args, kwargs, c))[0])(constrained)
     noise = jitter * jax.random.normal(key, (num_chains, z.shape[0]), dtype=dtype)
     return np.asarray(z[None, :] + noise)
 
@@ -411,34 +459,52 @@ def _chain_starts(spec, proto, args, loss, z0, key, *, num_chains: int, at_mode:
     return starts.astype(z0.dtype), M @ M.T
 
 
-# chain_method="auto" splits the chains over several devices from this much work on (observations
-# times NUTS iterations per chain): 200-iteration programs of the paper-scale model (1,440
-# observations) ran 1.3-1.4x faster as 2 + 2 chains on two host devices than as 4 vectorised chains
-# on one (fewer chains wait for the longest trajectory among them; measured on the shared 2-core
-# development machine at load ~3.5); small fits, where compiling one program per device would
-# cost more than it saves, stay vectorised.
-PARALLEL_WORK = 1_000_000
+# chain_method="auto" runs the chains concurrently from this much work on (observations times NUTS
+# iterations per chain). Below it the fit takes a few seconds and vectorised chains, whose step costs
+# less per chain than a lone chain's, are as fast.
+PARALLEL_WORK = 200_000
 
 
-def _devices_for(num_chains: int, chain_method: ChainMethod, work: int = 0) -> int:
-    """Devices to split the chains over: the most that divide ``num_chains``, for ``"parallel"``, and
-    for ``"auto"`` when ``work`` (observations x iterations) reaches :data:`PARALLEL_WORK`; else 1."""
-    if chain_method == "vectorized" or (chain_method == "auto" and work < PARALLEL_WORK):
+def _groups_for(num_chains: int, chain_method: ChainMethod, work: int = 0) -> int:
+    """Groups of chains run concurrently: 1 (vectorised) for ``"vectorized"`` and small ``"auto"`` fits.
+
+    Otherwise on CPU one group per chain when the host has several cores (threads on one device), and
+    on other backends the most devices that divide ``num_chains``.
+    """
+    if chain_method == "vectorized" or num_chains == 1 or (chain_method == "auto" and work < PARALLEL_WORK):
         return 1
+    if jax.default_backend() == "cpu":
+        return num_chains if (os.cpu_count() or 1) > 1 or chain_method == "parallel" else 1
     n = jax.local_device_count()
-    best = max(d for d in range(1, min(n, num_chains) + 1) if num_chains % d == 0)
-    if chain_method == "parallel" and best == 1 and num_chains > 1:
-        raise ValueError(f"chain_method='parallel' needs several devices dividing num_chains={num_chains}; "
-                         f"this host has {n} (set XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts)")
-    return best
+    return max(d for d in range(1, min(n, num_chains) + 1) if num_chains % d == 0)
 
 
-def _run_nuts(spec, proto, args, loss, z0, inverse_mass, key, *, num_warmup, num_samples, dense_mass, target_accept,
-              max_tree_depth, chain_method, num_chains):
-    n_dev = _devices_for(num_chains, chain_method, int(loss.shape[0]) * (num_warmup + num_samples))
+def _prepare_nuts(spec, proto, args, loss, dim: int, dtype, *, num_warmup, num_samples, dense_mass, target_accept,
+                  max_tree_depth, chain_method, num_chains) -> tuple[_ChainGroups, Future]:
+    """The NUTS program of a fit and a future of its compilation, which runs in a thread meanwhile."""
+    n_groups = _groups_for(num_chains, chain_method, int(loss.shape[0]) * (num_warmup + num_samples))
     program = _nuts_program(spec, proto, num_warmup=num_warmup, num_samples=num_samples, dense_mass=dense_mass,
-                            target_accept=float(target_accept), max_tree_depth=max_tree_depth, n_dev=n_dev,
+                            target_accept=float(target_accept), max_tree_depth=max_tree_depth, n_groups=n_groups,
                             compiler_options=cpu_compiler_options())
+    keys = jax.random.split(jax.random.key(0), num_chains)
+    mass = jnp.zeros((dim, dim) if dense_mass else (dim,), dtype=dtype)
+    x64 = jnp.dtype(dtype) == jnp.float64
+
+    def compile_():
+        with jax.enable_x64(x64):
+            program.precompile(keys, jnp.zeros((num_chains, dim), dtype=dtype), mass, *args, loss)
+            # and the program that maps the draws back to the parameters (compiled by a first call)
+            _constrain_program(spec, proto)(jnp.zeros((num_chains * num_samples, dim), dtype=dtype), *args, loss)
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(compile_)
+    pool.shutdown(wait=False)
+    return program, future
+
+
+def _run_nuts(spec, proto, program, compiled: Future, args, loss, z0, inverse_mass, key, *, num_samples, dense_mass,
+              num_chains, max_tree_depth):
+    compiled.result()  # re-raises a compilation error
     keys = jax.random.split(key, num_chains)
     inverse_mass = jnp.asarray(inverse_mass if dense_mass else np.diag(inverse_mass), dtype=z0.dtype)
     z, diverging, num_steps, energy, pe, accept, step_size = program(keys, jnp.asarray(z0), inverse_mass, *args, loss)
@@ -455,7 +521,7 @@ def _run_nuts(spec, proto, args, loss, z0, inverse_mass, key, *, num_warmup, num
         "n_steps": steps,
         "tree_depth": np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1,
     }
-    extra = {"devices": n_dev, "max_tree_depth_hits": int((stats["tree_depth"] > max_tree_depth).sum())}
+    extra = {"chain_groups": program.n_groups, "max_tree_depth_hits": int((stats["tree_depth"] > max_tree_depth).sum())}
     return draws, stats, extra
 
 
@@ -655,9 +721,15 @@ def _log_likelihood(posterior: Mapping[str, np.ndarray], obs: Observations, like
             k_t = len(sources)
             x = {k: jnp.asarray(v[rows][:, :k_t] if k in ("D_src", "U_src") and law.transfer == "sources" else v[rows])
                  for k, v in obs.x.items()}
-            mu = law.evaluate(x, p, sources)
-            d = loss_distribution(jnp.log(mu), p["sigma"], p.get("nu"), likelihood)
-            out[:, :, rows] = np.asarray(d.log_prob(jnp.asarray(obs.loss[rows]))).reshape(chains, draws, -1)
+
+            # One compiled program per target: op by op, every primitive would compile on its own
+            # (37 s of a paper-scale fit's 2 minutes of overhead).
+            @jax.jit
+            def log_density(x, p, y, sources=tuple(sources)):
+                d = loss_distribution(jnp.log(law.evaluate(x, p, sources)), p["sigma"], p.get("nu"), likelihood)
+                return d.log_prob(y)
+
+            out[:, :, rows] = np.asarray(log_density(x, p, jnp.asarray(obs.loss[rows]))).reshape(chains, draws, -1)
     return out
 
 
@@ -907,6 +979,10 @@ def fit_bayes(
         k_init, k_run = jax.random.split(key)
         z0 = _flat_init(model, args, kwargs, values, proto, k_init, 1, 0.0, dtype)[0]
         if method == "nuts":
+            program, compiled = _prepare_nuts(spec, proto, args, loss, z0.shape[0], dtype, num_warmup=num_warmup,
+                                              num_samples=num_samples, dense_mass=dense_mass,
+                                              target_accept=target_accept, max_tree_depth=max_tree_depth,
+                                              chain_method=chain_method, num_chains=num_chains)
             z0, inverse_mass = _chain_starts(spec, proto, args, loss, z0, k_init, num_chains=num_chains,
                                              at_mode=init in ("map", "point"))
         else:
@@ -916,10 +992,9 @@ def fit_bayes(
         extra: dict[str, Any] = {}
         stats = None
         if method == "nuts":
-            draws, stats, extra = _run_nuts(spec, proto, args, loss, z0, inverse_mass, k_run, num_warmup=num_warmup,
-                                            num_samples=num_samples, dense_mass=dense_mass, target_accept=target_accept,
-                                            max_tree_depth=max_tree_depth, chain_method=chain_method,
-                                            num_chains=num_chains)
+            draws, stats, extra = _run_nuts(spec, proto, program, compiled, args, loss, z0, inverse_mass, k_run,
+                                            num_samples=num_samples, dense_mass=dense_mass, num_chains=num_chains,
+                                            max_tree_depth=max_tree_depth)
         else:
             n_draws = num_chains * num_samples
             if method == "laplace":

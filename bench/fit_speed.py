@@ -163,7 +163,7 @@ def paper_side(*, chain_method: str, warmup: int, draws: int, chains: int, targe
     return {"runs": int(cube.sizes["run"]), "targets": len(TARGETS), "mixtures": 50, "observations": n_obs,
             "parameters": int(sum(np.prod(v.shape[2:]) for v in fit.idata.posterior.data_vars.values())),
             "chain_method": opts["chain_method"], "devices": jax.local_device_count(),
-            "devices_used": fit.config.options["devices"],
+            "chain_groups": fit.config.options["chain_groups"],
             "compiler_options": dict(() if baseline else inference.cpu_compiler_options()), **out}
 
 

@@ -119,7 +119,7 @@ def _compiled_program(cube):
     data, priors, loss = m.arrays()
     proto = inference._prototype(m.model, (data, priors), {"loss": loss})
     return inference._nuts_program(m.spec, proto, num_warmup=NUTS["num_warmup"], num_samples=NUTS["num_samples"],
-                                   dense_mass=True, target_accept=NUTS["target_accept"], max_tree_depth=10, n_dev=1,
+                                   dense_mass=True, target_accept=NUTS["target_accept"], max_tree_depth=10, n_groups=1,
                                    compiler_options=inference.cpu_compiler_options())
 
 
@@ -127,12 +127,12 @@ def test_held_out_weights_and_the_paper_prior_reuse_the_compiled_program(chin_cu
     obs = inference.observations(chin_cube, "chinchilla")
     weights = (np.arange(len(obs.loss)) % 5 != 0).astype(float)
     compiled = _compiled_program(chin_cube)
-    before, size = inference._nuts_program.cache_info(), compiled._cache_size()
+    before, size = inference._nuts_program.cache_info(), compiled.compilations
     assert size == 1
     fit = inference.fit_bayes(chin_cube, "chinchilla", weights=weights, seed=2, check=False, **NUTS)
     paper = inference.fit_bayes(chin_cube, "chinchilla", prior="paper", seed=2, **NUTS)
     after = inference._nuts_program.cache_info()
-    assert after.misses == before.misses and compiled._cache_size() == size  # no new trace, no recompilation
+    assert after.misses == before.misses and compiled.compilations == size  # no new trace, no recompilation
     assert fit.config.options["held_out"] == 5
     np.testing.assert_array_equal(fit.idata.constant_data["weight"].values, weights)
     # the held-out runs still get a log-likelihood (their held-out predictive density)
@@ -337,17 +337,33 @@ def test_cli_fit_nuts_json(chin_cube, tmp_path, capsys):
     assert "unknown pooling 'some'; valid: none, partial, full" in capsys.readouterr().err
 
 
-def test_auto_chain_method_splits_only_large_fits_over_devices():
-    """``"auto"``: vectorised for small fits, over the host devices (2 in the tests) from PARALLEL_WORK on."""
+def test_auto_chain_method_runs_only_large_fits_concurrently(monkeypatch):
+    """``"auto"``: vectorised for small fits, one concurrent group per chain from PARALLEL_WORK on (CPU, several cores)."""
     big = inference.PARALLEL_WORK
-    assert jax.local_device_count() == 2
-    assert inference._devices_for(4, "auto", big - 1) == 1
-    assert inference._devices_for(4, "auto", big) == 2
-    assert inference._devices_for(3, "auto", big) == 1  # 2 devices do not divide 3 chains: vectorised
-    assert inference._devices_for(4, "vectorized", 10 * big) == 1
-    assert inference._devices_for(4, "parallel", 0) == 2
-    with pytest.raises(ValueError, match="needs several devices dividing num_chains=3"):
-        inference._devices_for(3, "parallel", big)
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 2)
+    assert inference._groups_for(4, "auto", big - 1) == 1
+    assert inference._groups_for(4, "auto", big) == 4
+    assert inference._groups_for(3, "parallel", 0) == 3  # no device count to divide: threads
+    assert inference._groups_for(4, "vectorized", 10 * big) == 1
+    assert inference._groups_for(1, "parallel", big) == 1
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 1)
+    assert inference._groups_for(4, "auto", 10 * big) == 1  # one core: threads would only take turns
+    assert inference._groups_for(4, "parallel", 0) == 4  # asked for
+
+
+def test_parallel_chains_sample_the_same_posterior_deterministically(chin_cube, chin_nuts):
+    """Chains run in threads (one compiled program): reproducible per seed, and the posterior agrees
+    with the vectorised fit's within Monte Carlo error."""
+    opts = dict(NUTS, chain_method="parallel", seed=0)
+    first = inference.fit_bayes(chin_cube, "chinchilla", **opts)
+    again = inference.fit_bayes(chin_cube, "chinchilla", **opts)
+    assert first.config.options["chain_groups"] == NUTS["num_chains"]
+    assert chin_nuts.config.options["chain_groups"] == 1
+    for name in ("E", "alpha", "beta"):
+        np.testing.assert_array_equal(first.idata.posterior[name].values, again.idata.posterior[name].values)
+        a, b = first.idata.posterior[name], chin_nuts.idata.posterior[name]
+        se = np.hypot(*(float(az.mcse(f.idata.posterior, var_names=[name])[name]) for f in (first, chin_nuts)))
+        assert abs(float(a.mean() - b.mean())) < 4 * se, name
 
 
 def test_sampler_programs_turn_off_ynnpack_fusions_on_cpu():
