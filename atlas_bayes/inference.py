@@ -913,12 +913,11 @@ def fit_bayes(
     num_chains, num_warmup, num_samples, target_accept, max_tree_depth, dense_mass
         NUTS settings (``num_chains * num_samples`` draws for SVI and Laplace).
     chain_method
-        ``"vectorized"``: chains vectorised on one device (one compilation); ``"parallel"``: chains
-        split over the host's XLA devices, one launch per device running concurrently (one
-        compilation per device: worth it when sampling outlasts compiling); ``"auto"``: parallel
-        when there are several devices and the fit is large (observations x iterations per chain
-        at least :data:`PARALLEL_WORK`, e.g. a paper-sized cube), else vectorised. Host devices:
-        ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before JAX starts.
+        ``"vectorized"``: chains vectorised in one program (they advance in lockstep); ``"parallel"``:
+        one chain per thread on CPU (one compiled program, every core busy, no chain waiting for the
+        others' trajectories), one group per device on other backends; ``"auto"``: parallel on a
+        multi-core host when the fit is large (observations x iterations per chain at least
+        :data:`PARALLEL_WORK`), else vectorised.
     precision
         ``"float32"`` (default: inputs are in reference units, every quantity is of order one) or
         ``"float64"``.
