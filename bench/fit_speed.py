@@ -14,8 +14,9 @@
    running ``atlas fit`` once would see it (``--paper-repeats 2``: and of a second call); max
    R-hat and divergences. CPU seconds are reported next to wall seconds: on a shared machine they
    say how much of the wall time was waiting for a core. ``--paper-baseline``: first the same fit
-   with the settings before the speed-ups of issue #3 (chains vectorised on one device, XLA's
-   YNNPACK fusions on), every cache cleared before each fit, so that both are cold.
+   with the sampler settings before the speed-ups of issue #3 (chains vectorised in lockstep, XLA's
+   YNNPACK fusions on; the fit's set-up is today's either way), every cache cleared before each fit,
+   so that both are cold.
 
 ``--json`` prints one line.
 """
@@ -193,7 +194,7 @@ def main() -> None:
     parser.add_argument("--paper-target-accept", type=float, default=0.8)
     parser.add_argument("--paper-repeats", type=int, default=1, choices=[1, 2], help="2: also a second (warm) fit")
     parser.add_argument("--chain-method", default="auto", choices=["auto", "vectorized", "parallel"])
-    parser.add_argument("--devices", type=int, default=1, help="XLA host devices (for --chain-method parallel/auto)")
+    parser.add_argument("--devices", type=int, default=1, help="XLA host devices (on CPU the chains run in threads on one device whatever this is)")
     parser.add_argument("--paper-baseline", action="store_true",
                         help="first the paper-scale fit with the settings before issue #3's speed-ups")
     parser.add_argument("--skip", choices=["compare", "paper"], default=None)
