@@ -15,8 +15,10 @@
    R-hat and divergences. CPU seconds are reported next to wall seconds: on a shared machine they
    say how much of the wall time was waiting for a core. ``--paper-baseline``: first the same fit
    with the sampler settings before the speed-ups of issue #3 (chains vectorised in lockstep, XLA's
-   YNNPACK fusions on; the fit's set-up is today's either way), every cache cleared before each fit,
-   so that both are cold.
+   YNNPACK fusions on, NumPyro's windowed mass-matrix adaptation; the fit's set-up is today's either
+   way), every cache cleared before each fit, so that both are cold. ``--paper-windowed``: first the same fit with NumPyro's own windowed
+   mass-matrix adaptation in place of warmup's Laplace-anchored one (``inference._anchored_windows``),
+   all else today's, caches cleared before each.
 
 ``--json`` prints one line.
 """
@@ -144,7 +146,7 @@ def _clear_caches() -> None:
 
 
 def paper_side(*, chain_method: str, warmup: int, draws: int, chains: int, target_accept: float, repeats: int,
-               baseline: bool = False) -> dict:
+               baseline: bool = False, windowed: bool = False) -> dict:
     cube = paper_cube()
     opts = dict(target="all", num_chains=chains, num_warmup=warmup, num_samples=draws, chain_method=chain_method,
                 target_accept=target_accept, check=False)
@@ -154,11 +156,15 @@ def paper_side(*, chain_method: str, warmup: int, draws: int, chains: int, targe
         opts["chain_method"] = "vectorized"
         options = inference.cpu_compiler_options
         inference.cpu_compiler_options = lambda: ()
+    prepare = inference._prepare_nuts
+    if baseline or windowed:  # NumPyro's windowed mass-matrix adaptation, not anchored at the Laplace start
+        inference._prepare_nuts = lambda *a, **k: prepare(*a, **(k | {"anchor_mass": False}))
     try:
         fits = _paper_fits(cube, opts, repeats, out)
     finally:
         if baseline:
             inference.cpu_compiler_options = options
+        inference._prepare_nuts = prepare
     fit = fits[-1]
     n_obs = int(fit.idata.observed_data.sizes["obs"])
     return {"runs": int(cube.sizes["run"]), "targets": len(TARGETS), "mixtures": 50, "observations": n_obs,
@@ -197,6 +203,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1, help="XLA host devices (on CPU the chains run in threads on one device whatever this is)")
     parser.add_argument("--paper-baseline", action="store_true",
                         help="first the paper-scale fit with the settings before issue #3's speed-ups")
+    parser.add_argument("--paper-windowed", action="store_true",
+                        help="first the paper-scale fit with NumPyro's windowed mass-matrix adaptation")
     parser.add_argument("--skip", choices=["compare", "paper"], default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -215,6 +223,10 @@ def main() -> None:
                           target_accept=args.paper_target_accept, repeats=args.paper_repeats, baseline=True)
         out |= {"paper_baseline_seconds": base["cold"]["seconds"], "paper_baseline": base,
                 "load_average_after_baseline": os.getloadavg()}
+    if args.skip != "paper" and args.paper_windowed:
+        win = paper_side(chain_method=args.chain_method, warmup=args.paper_warmup, draws=args.draws, chains=args.chains,
+                         target_accept=args.paper_target_accept, repeats=args.paper_repeats, windowed=True)
+        out |= {"paper_windowed_seconds": win["cold"]["seconds"], "paper_windowed": win}
     if args.skip != "paper":
         paper = paper_side(chain_method=args.chain_method, warmup=args.paper_warmup, draws=args.draws, chains=args.chains,
                            target_accept=args.paper_target_accept, repeats=args.paper_repeats)
