@@ -341,7 +341,7 @@ def _anchored_windows(sample_kernel, *, dense_mass: bool, anchor: float):
     is many times ``d`` (its eigenvalues spread by a factor of order ``(1 + sqrt(d/n))^2 /
     (1 - sqrt(d/n))^2``, more for autocorrelated draws), and warmup's windows hold 25 to a few
     hundred draws. At paper scale (75 dimensions) the posterior covariance had a condition number of
-    500 to 1,200 in the metric of the last 200-draw window's estimate, and of 11 to 30 with the
+    550 to 1,200 in the metric of the last 200-draw window's estimate, and of 11 to 30 with the
     estimate below.
 
     The starting covariance ``C0`` (the Laplace covariance at the mode) counts as
@@ -406,7 +406,6 @@ def _nuts_program(spec: models.ModelSpec, proto, *, num_warmup: int, num_samples
     from numpyro.infer.hmc import hmc
 
     potential = _potential(spec, proto)
-    collect, swap = _window_flags(num_warmup, num_samples)
 
     def one_chain(key, z0, inverse_mass, data, priors, loss):
         pe = lambda z: potential(z, data, priors, loss)  # noqa: E731
@@ -422,6 +421,7 @@ def _nuts_program(spec: models.ModelSpec, proto, *, num_warmup: int, num_samples
         # a single copy of the NUTS tree builder in the program compiles in half the time.
         if anchor_mass:
             init, step = _anchored_windows(sample_kernel, dense_mass=dense_mass, anchor=MASS_ANCHOR)
+            collect, swap = _window_flags(num_warmup, num_samples)
 
             def body(carry, flags):
                 carry, s = step(carry, flags)

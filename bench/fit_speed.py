@@ -16,9 +16,9 @@
    say how much of the wall time was waiting for a core. ``--paper-baseline``: first the same fit
    with the sampler settings before the speed-ups of issue #3 (chains vectorised in lockstep, XLA's
    YNNPACK fusions on, NumPyro's windowed mass-matrix adaptation; the fit's set-up is today's either
-   way), every cache cleared before each fit, so that both are cold. ``--paper-windowed``: first the same fit with NumPyro's own windowed
-   mass-matrix adaptation in place of warmup's Laplace-anchored one (``inference._anchored_windows``),
-   all else today's, caches cleared before each.
+   way), every cache cleared before each fit, so that both are cold. ``--paper-windowed``: first the
+   same fit with NumPyro's own windowed mass-matrix adaptation in place of warmup's Laplace-anchored
+   one (``inference._anchored_windows``), all else today's, caches cleared before each.
 
 ``--json`` prints one line.
 """
