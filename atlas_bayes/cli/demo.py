@@ -41,8 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "2-minute check of every step)")
     p.add_argument("--workers", type=int, default=2, help="training processes at once (default 2)")
     p.add_argument("--target", default="ama", help="target language of the fits (default ama)")
-    p.add_argument("--draws", type=int, default=500, help="NUTS draws per chain (default 500)")
+    p.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default 1000)")
     p.add_argument("--warmup", type=int, default=500, help="NUTS warmup steps per chain (default 500)")
+    p.add_argument("--target-accept", type=float, default=0.95,
+                   help="NUTS target acceptance probability of the fits (default 0.95; raise it against divergences)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
 
@@ -54,9 +56,10 @@ class DemoSettings:
     sweep: str = "demo"
     workers: int = 2
     target: str = "ama"
-    draws: int = 500
+    draws: int = 1000
     warmup: int = 500
     chains: int = 4
+    target_accept: float = 0.95
     level: float = 0.9
     progress: bool = True
     seed: int = 0
@@ -76,7 +79,7 @@ def _demo(args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")
     settings = DemoSettings(sweep=args.sweep, workers=args.workers, target=args.target, draws=args.draws,
-                            warmup=args.warmup, progress=not args.quiet)
+                            warmup=args.warmup, target_accept=args.target_accept, progress=not args.quiet)
     run_demo(Path(args.out), settings)
 
 
@@ -203,7 +206,8 @@ def _fits(cube, s: DemoSettings, report: _Report, state: dict) -> None:
     from atlas_bayes.inference import fit_bayes
 
     mono = _monolingual(cube, s.target)
-    kw = dict(method="nuts", num_chains=s.chains, num_warmup=s.warmup, num_samples=s.draws, seed=s.seed)
+    kw = dict(method="nuts", num_chains=s.chains, num_warmup=s.warmup, num_samples=s.draws, seed=s.seed,
+              target_accept=s.target_accept)
     chin = fit_bayes(mono, "chinchilla", target=s.target, **kw)
     chin.save(report.out / "fit_chinchilla.nc")
     pre = _pretrain(cube)
@@ -262,15 +266,16 @@ def _compare(cube, s: DemoSettings, report: _Report, state: dict) -> None:
 
     pre = _pretrain(cube)
     ds = compare.compare(pre, laws=("chinchilla", "dcsl", "atlas"), splits="auto", target=s.target, method="nuts",
-                         num_chains=2, num_warmup=max(s.warmup // 2, 50), num_samples=max(s.draws // 2, 50),
-                         level=s.level, seed=s.seed)
+                         num_chains=s.chains, num_warmup=s.warmup, num_samples=s.draws,
+                         target_accept=s.target_accept, level=s.level, seed=s.seed)
     frame = compare.to_frame(ds)
     frame.to_csv(report.out / "compare.csv", index=False)
     frame = frame[frame["lang"] == s.target]
     report.add("## Law comparison (held-out splits)", "",
-               "The paper's Table 1 protocol with uncertainty: each law fitted (NUTS, 2 chains) on each split's training "
-               "part and scored on the held-out runs: R^2 (posterior median and 90% interval), the share of held-out "
-               "runs inside the 90% predictive interval, and PSIS-LOO on the random split. Full table: `compare.csv`.",
+               f"The paper's Table 1 protocol with uncertainty: each law fitted (NUTS, {s.chains} chains x {s.draws} draws) "
+               "on each split's training part and scored on the held-out runs: R^2 (posterior median and 90% "
+               "interval), the share of held-out runs inside the 90% predictive interval, and PSIS-LOO on the random "
+               "split. Full table: `compare.csv`.",
                "", "| law | split | held out | R^2 | 90% coverage | elpd_loo | max R-hat |",
                "| --- | --- | --- | --- | --- | --- | --- |")
     for r in frame.to_dict("records"):
@@ -295,7 +300,7 @@ def _transfer(cube, s: DemoSettings, report: _Report, state: dict) -> None:
 
     N = _transfer_size(cube)
     scores = transfer.transfer_scores(cube, N=N, level=s.level, draws=s.draws, warmup=s.warmup, chains=s.chains,
-                                      seed=s.seed)
+                                      seed=s.seed, target_accept=s.target_accept)
     model = transfer_model.fit_transfer_model(scores, horizon=float(scores["horizon"].values[0]), cube=cube,
                                               level=s.level, draws=s.draws, warmup=s.warmup, chains=s.chains, seed=s.seed)
     merged = transfer.merge_model(scores, model)
@@ -346,7 +351,8 @@ def _transfer_size(cube) -> float:
 def _curse(cube, s: DemoSettings, report: _Report, state: dict) -> None:
     from atlas_bayes import curse, plots
 
-    fit = curse.fit_curse(cube, draws=s.draws, warmup=s.warmup, chains=2, seed=s.seed)
+    fit = curse.fit_curse(cube, draws=s.draws, warmup=s.warmup, chains=s.chains, seed=s.seed,
+                          target_accept=s.target_accept)
     fit.save(report.out / "fit_curse.nc")
     kw = dict(from_k=8, to_k=16, level=s.level)
     sc = curse.curse_scaling_summary(fit, **kw)
@@ -379,7 +385,8 @@ def _crossover(cube, s: DemoSettings, report: _Report, state: dict) -> None:
     report.summary["crossover"] = {}
     figures = []
     for t in targets:
-        res = crossover.crossover(cube, target=t, level=s.level, draws=s.draws, warmup=s.warmup, chains=s.chains, seed=s.seed)
+        res = crossover.crossover(cube, target=t, level=s.level, draws=s.draws, warmup=s.warmup, chains=s.chains, seed=s.seed,
+                                  target_accept=s.target_accept)
         png = report.out / f"crossover_{t}.png"
         plots.crossover_plot(res, png)
         figures.append(png.name)
