@@ -8,12 +8,13 @@ fitted law slots in as its mean function, and conditioning on fantasised runs --
 :func:`surrogate.suggest` needs -- is one rank-one update instead of retraining an ensemble. The
 numbers behind the choice (held-out error and 90% coverage on mixtures left out of training, for
 the GP, the ATLAS posterior alone and the GP around it; prediction time) are measured by
-``bench/surrogate.py`` and recorded in BENCHMARKS.md, "Surrogate". Measured 2026-12-02 on 300
+``bench/surrogate.py`` and recorded in BENCHMARKS.md, "Surrogate". Measured 2026-12-03 on 300
 training and 204 held-out runs of a simulated six-language world (R^2(M) split): the GP reaches
-R^2(M) 0.966 and log-loss RMSE 0.026 against a deep ensemble of 8 Haiku MLPs' 0.910 and 0.043 on
-the same features, with 90% coverage 0.77 against the ensemble's 0.69 on those unseen mixtures
-(both too narrow there, see BENCHMARKS.md), and predicts 10,000 configurations x 6 languages in
-~40 ms alone, ~75 ms with an ATLAS posterior as its mean, on 2 idle CPU cores (the ensemble: ~43 ms).
+R^2(M) 0.964 and log-loss RMSE 0.027 against a deep ensemble of 8 Haiku MLPs' 0.910 and 0.043 on
+the same features, with 90% coverage 0.90 against the ensemble's 0.72 on those unseen mixtures
+(0.77 before its latent variance was marginalised over the hyperparameters, :mod:`surrogate.gp`;
+0.79 around an ATLAS posterior mean, still narrow), and predicts 10,000 configurations x 6 languages
+in ~45 ms alone, ~72 ms with an ATLAS posterior as its mean, on 2 CPU cores under load ~5 (ensemble ~52 ms).
 See :mod:`surrogate.gp` for the model.
 
 Library: tinygp 0.3 (kernel, marginal likelihood, conditioning) and optax (Adam) on JAX.
@@ -462,7 +463,7 @@ def _training_arrays(cube: xr.Dataset) -> dict[str, np.ndarray]:
 _features_jit = jax.jit(features, static_argnums=0)
 
 
-def _assemble(spec, langs, priors, const, hyper, train, *, dtype=jnp.float64):
+def _assemble(spec, langs, priors, const, hyper, train, *, var_scale=None, dtype=jnp.float64):
     """Padded per-language data and the cached algebra: the one path used by :func:`emulate` and :func:`load`."""
     srcs = spec.srcs
     args = [jnp.asarray(train[k], dtype=dtype) for k in ("N", "D", "mix", "U", "finetune")]
@@ -494,7 +495,15 @@ def _assemble(spec, langs, priors, const, hyper, train, *, dtype=jnp.float64):
         return data, None
     if not np.all(np.isfinite(np.asarray(data.r))):
         raise ValueError("the prior law gives a non-finite loss at some training run; check the fit against this cube")
-    return data, gp.precompute(hyper, data)
+    return data, gp.precompute(hyper, data, var_scale)
+
+
+def _reference_configs(train, *, key):
+    """The training runs' ``N, D, U, kind`` with Dirichlet(1) mixtures: queries the designs never ran."""
+    n, S = train["mix"].shape
+    mix = np.asarray(jax.random.dirichlet(key, jnp.ones(S), (n,)), float) if S > 1 else np.ones((n, 1))
+    args = [jnp.asarray(a, jnp.float64) for a in (train["N"], train["D"], mix, train["U"], train["finetune"])]
+    return args, mixture_key(args[2])
 
 
 def _initial_hyper(data: gp.Data, starts: int) -> gp.Hyper:
@@ -530,6 +539,7 @@ def emulate(
     warn_factor: float = EXTRAPOLATION_WARN,
     limit_factor: float = EXTRAPOLATION_LIMIT,
     max_prior_draws: int = 32,
+    seed: int = 0,
 ) -> Surrogate:
     """Train the emulator on a run cube's final checkpoints.
 
@@ -548,6 +558,9 @@ def emulate(
         Posterior draws kept for the mean function (evenly thinned). A prediction evaluates the law
         once per draw, which dominates its cost: 32 draws estimate the law's posterior sd to ~13%
         (Monte Carlo) and keep 10,000 configurations under 100 ms (BENCHMARKS.md, "Surrogate").
+    seed
+        Seed of the reference mixtures and hyperparameter draws behind the latent-variance factor
+        (:func:`surrogate.gp.laplace_var_scale`).
 
     Examples
     --------
@@ -570,14 +583,18 @@ def emulate(
         log_loss = np.log(train["loss"])
         const = np.array([np.nanmean(log_loss[:, j]) if np.isfinite(log_loss[:, j]).any() else 0.0 for j in range(len(langs))])
         data, _ = _assemble(spec, langs, priors, const, None, train)
-        hyper, log_post = gp.fit_hyper(_initial_hyper(data, starts), data, steps=steps, lr=lr)
+        h0 = _initial_hyper(data, starts)
+        hyper, log_post = gp.fit_hyper(h0, data, steps=steps, lr=lr)
         if not np.all(np.isfinite(np.asarray(log_post))):
             bad = langs[int(np.argmin(np.isfinite(np.asarray(log_post))))]
             raise ValueError(f"the emulator's hyperparameter fit diverged for {bad!r}; check its losses (units, outliers)")
-        data, state = _assemble(spec, langs, priors, const, hyper, train)
+        ref, ref_keys = _reference_configs(train, key=jax.random.key(seed))
+        var_scale = gp.laplace_var_scale(hyper, jax.tree.map(lambda x: x[0], h0), data, _features_jit(spec, *ref), ref_keys,
+                                         key=jax.random.fold_in(jax.random.key(seed), 1))
+        data, state = _assemble(spec, langs, priors, const, hyper, train, var_scale=var_scale)
         diag = _diagnostics(state, langs, spec, np.asarray(log_post))
     return _make(spec, langs, str(cube["loss"].attrs.get("units", "")), state, priors, const, train,
-                 dict(warn_factor=warn_factor, limit_factor=limit_factor, steps=steps, lr=lr, starts=starts), diag)
+                 dict(warn_factor=warn_factor, limit_factor=limit_factor, steps=steps, lr=lr, starts=starts, seed=seed), diag)
 
 
 def _make(spec, langs, units, state, priors, const, train, options, diag) -> Surrogate:
@@ -611,6 +628,7 @@ def _diagnostics(state: gp.State, langs, spec: FeatureSpec, log_post) -> dict[st
             "sigma": float(gp.sigma_of(jax.tree.map(jnp.asarray, h))),
             "amplitude": float(np.exp(h.log_amp)),
             "mixture_effect_sd": float(np.exp(h.log_mix_sd)),
+            "latent_var_scale": float(state.var_scale[j]),
             "length_scales": {name: float(np.exp(v)) for name, v in zip(spec.names, h.log_ell)},
             "log_posterior": float(log_post[j]),
         }

@@ -27,7 +27,7 @@ from surrogate.prior import LawPrior
 __all__ = ["save", "load", "is_surrogate_file"]
 
 _MARKER = "atlas_surrogate"
-_VERSION = 2  # 2: the mixture random effect (log_mix_sd); version 1 files load with none
+_VERSION = 3  # 2: the mixture random effect (log_mix_sd), version 1 files load with none; 3: var_scale, older files load with 1
 
 
 def _json(obj) -> str:
@@ -48,7 +48,7 @@ def save(model: Surrogate, path: str | os.PathLike) -> Path:
             "log_amp": (("lang",), h.log_amp), "log_ell": (("lang", "feature"), h.log_ell),
             "log_c": (("lang",), h.log_c), "log_lin": (("lang", "feature"), h.log_lin),
             "log_sigma": (("lang",), h.log_sigma), "log_mix_sd": (("lang",), h.log_mix_sd),
-            "const": (("lang",), model.const),
+            "const": (("lang",), model.const), "var_scale": (("lang",), np.asarray(model.state.var_scale)),
         },
         coords={"lang": np.asarray(model.langs, dtype=object), "src": np.asarray(model.srcs, dtype=object),
                 "feature": np.asarray(model.spec.names, dtype=object)},
@@ -92,7 +92,8 @@ def load(path: str | os.PathLike) -> Surrogate:
     with jax.enable_x64(True):
         no_effect = np.full(len(langs), -np.inf)  # a version-1 file: no mixture random effect
         hyper = gp.Hyper(*(jnp.asarray(ds[k].values if k in ds else no_effect, jnp.float64) for k in gp.Hyper._fields))
-        _, state = _assemble(spec, langs, priors, ds["const"].values, hyper, train)
+        var_scale = ds["var_scale"].values if "var_scale" in ds else None  # older files: the MAP variance
+        _, state = _assemble(spec, langs, priors, ds["const"].values, hyper, train, var_scale=var_scale)
     return _make(spec, langs, str(ds.attrs.get("units", "")), state, priors, ds["const"].values, train,
                  json.loads(ds.attrs["options"]), json.loads(ds.attrs["diagnostics"]))
 

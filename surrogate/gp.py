@@ -29,6 +29,10 @@ several starting length scales at once (``vmap``), keeping each language's best 
 are observed on different runs (a run that never trains on a language is often not scored on it),
 so each language keeps its own padded list of observations; padding rows are masked out exactly
 (zero covariance, unit diagonal, zero residual: they change neither the solve nor the determinant).
+A MAP point is confident where the runs say little about a hyperparameter (length scales along
+mixture directions the designs never vary), so :func:`laplace_var_scale` draws hyperparameters from
+a Laplace approximation of their posterior and scales each language's latent variance by how much
+averaging over them widens it at mixtures never run (one factor per language, free at prediction).
 
 The covariance algebra (Cholesky, log-determinant, log-probability, conditioning for
 :mod:`surrogate.suggesting`'s fantasised runs) is tinygp's (:class:`tinygp.GaussianProcess` with a
@@ -49,12 +53,14 @@ import tinygp
 from jax.scipy import linalg
 
 __all__ = ["Hyper", "Data", "State", "EmulatorKernel", "kernel_of", "log_posterior", "fit_hyper", "precompute",
-           "predict_latent", "loo", "posterior_at", "N_HYPER_STARTS"]
+           "predict_latent", "loo", "posterior_at", "laplace_var_scale", "N_HYPER_STARTS", "LAPLACE_DRAWS"]
 
 MIX_KEY_TOL = 1e-5  # two configurations share a mixture when their keys differ by less than this
 N_HYPER_STARTS = 3  # length-scale starts per language: 0.5, 1, 2 (in standardised feature units)
 _MIN_SIGMA = 1e-4  # floor of the observation noise sd on log-loss (float64 Cholesky stays stable)
 _R2_EPS = 1e-12  # squared-distance floor: sqrt's gradient at 0 is infinite
+LAPLACE_DRAWS = 16  # hyperparameter draws from the Laplace approximation behind the latent variance scale
+_LAPLACE_MIN_PRECISION = 1.0 / 9.0  # no Laplace direction wider than the widest hyperparameter prior (sd 3)
 ELL_PRIOR_SD = 1.5  # sd of the log-normal prior on length scales (standardised feature units), centred on 1
 
 
@@ -86,6 +92,7 @@ class State(NamedTuple):
     chol: jax.Array  # (L, n, n) Cholesky factor of K + diag
     alpha: jax.Array  # (L, n) K^{-1} r
     linv: jax.Array  # (L, n, n) inverse of the Cholesky factor
+    var_scale: jax.Array  # (L,) latent-variance factor from marginalising the hyperparameters (laplace_var_scale)
 
 
 def sigma_of(h: Hyper) -> jax.Array:
@@ -192,8 +199,8 @@ def fit_hyper(h0: Hyper, data: Data, *, steps: int = 500, lr: float = 0.03) -> t
 
 
 @jax.jit
-def precompute(hyper: Hyper, data: Data) -> State:
-    """Cholesky factor, its inverse and ``alpha = K^{-1} r`` for every language."""
+def precompute(hyper: Hyper, data: Data, var_scale: jax.Array | None = None) -> State:
+    """Cholesky factor, its inverse and ``alpha = K^{-1} r`` for every language (``var_scale`` default 1)."""
 
     def one(h, z, g, r, m):
         chol = _gp(h, z, g, m).solver.scale_tril
@@ -202,13 +209,14 @@ def precompute(hyper: Hyper, data: Data) -> State:
         return chol, alpha, linv
 
     chol, alpha, linv = jax.vmap(one)(hyper, data.z, data.g, data.r, data.m)
-    return State(hyper=hyper, data=data, chol=chol, alpha=alpha, linv=linv)
+    var_scale = jnp.ones(data.z.shape[0], data.z.dtype) if var_scale is None else jnp.asarray(var_scale, data.z.dtype)
+    return State(hyper=hyper, data=data, chol=chol, alpha=alpha, linv=linv, var_scale=var_scale)
 
 
 def predict_latent(state: State, zs: jax.Array, gs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Posterior mean and variance of the residual ``g_l`` at features ``zs (n*, d)``, mixture keys ``gs (n*,)``.
 
-    Returns ``mu (L, n*)``, ``var (L, n*)`` and the observation noise variance ``(L,)``.
+    Returns ``mu (L, n*)``, ``var (L, n*)`` (times ``state.var_scale``) and the observation noise variance ``(L,)``.
     """
     ones = jnp.ones(zs.shape[0], zs.dtype)
 
@@ -221,7 +229,7 @@ def predict_latent(state: State, zs: jax.Array, gs: jax.Array) -> tuple[jax.Arra
         return ks @ alpha, jnp.maximum(var, 0.0)
 
     mu, var = jax.vmap(one)(state.hyper, state.data.z, state.data.g, state.data.m, state.alpha, state.linv)
-    return mu, var, jax.vmap(sigma_of)(state.hyper) ** 2
+    return mu, var * state.var_scale[:, None], jax.vmap(sigma_of)(state.hyper) ** 2
 
 
 @jax.jit
@@ -244,4 +252,38 @@ def posterior_at(state: State, lang: int, zs: jax.Array, gs: jax.Array) -> tuple
     z, g, r, m = state.data.z[lang], state.data.g[lang], state.data.r[lang], state.data.m[lang]
     ones = jnp.ones(zs.shape[0], zs.dtype)
     cond = _gp(h, z, g, m).condition(r * m, {"z": zs, "g": gs, "m": ones}, diag=jnp.zeros(()))
-    return cond.gp.loc, cond.gp.covariance
+    return cond.gp.loc, cond.gp.covariance * state.var_scale[lang]
+
+
+def laplace_var_scale(hyper: Hyper, h0: Hyper, data: Data, zs: jax.Array, gs: jax.Array, *, key: jax.Array,
+                      draws: int = LAPLACE_DRAWS) -> jax.Array:
+    """Per-language factor ``(L,)`` by which marginalising the hyperparameters widens the latent variance.
+
+    The type-II MAP point ignores how little the runs determine some hyperparameters (the length
+    scales along mixture directions the training designs do not vary). A Laplace approximation of
+    their posterior (the log posterior's Hessian at the MAP point, each direction no wider than the
+    widest prior) gives ``draws`` hyperparameter sets; the latent variance at reference
+    configurations ``zs, gs`` averaged over them, divided by the MAP variance, is summarised per
+    language by its median (at least 1). Prediction multiplies the MAP latent variance by it: the
+    marginal predictive's extra width at no extra cost per query (a full mixture over draws costs
+    ``draws`` predictions). The noise variance stays the MAP one: the Laplace approximation is poor
+    along ``log sigma`` when the noise is small against the latent signal (one-sided posterior).
+    """
+    from jax.flatten_util import ravel_pytree
+
+    out = []
+    for j in range(data.z.shape[0]):
+        hj, h0j = jax.tree.map(lambda x: x[j], hyper), jax.tree.map(lambda x: x[j], h0)
+        dj = jax.tree.map(lambda x: x[j:j + 1], data)
+        flat, unravel = ravel_pytree(hj)
+        H = jax.hessian(lambda v: _neg_log_posterior(unravel(v), h0j, dj.z[0], dj.g[0], dj.r[0], dj.m[0]))(flat)
+        w, V = jnp.linalg.eigh(0.5 * (H + H.T))
+        scale = V / jnp.sqrt(jnp.maximum(w, _LAPLACE_MIN_PRECISION))
+        eps = jax.random.normal(jax.random.fold_in(key, j), (draws, flat.shape[0]), flat.dtype)
+        hs = jax.vmap(unravel)(flat + eps @ scale.T)
+        var_map = predict_latent(precompute(jax.tree.map(lambda x: x[None], hj), dj), zs, gs)[1][0]  # scale 1
+        var_s = jax.vmap(lambda h: predict_latent(precompute(jax.tree.map(lambda x: x[None], h), dj), zs, gs)[1][0])(hs)
+        ok = jnp.all(jnp.isfinite(var_s), axis=1)
+        mean_var = jnp.sum(jnp.where(ok[:, None], var_s, 0.0), axis=0) / jnp.maximum(jnp.sum(ok), 1)
+        out.append(jnp.maximum(jnp.median(mean_var / jnp.maximum(var_map, 1e-300)), 1.0))
+    return jnp.stack(out)

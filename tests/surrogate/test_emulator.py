@@ -270,3 +270,16 @@ def test_public_api():
     }
     for name in surrogate.__all__:
         assert hasattr(surrogate, name)
+
+
+def test_marginalising_the_hyperparameters_widens_the_latent_variance_by_its_factor(model):
+    """The Laplace factor (surrogate.gp.laplace_var_scale) is >= 1 and multiplies exactly the MAP latent variance."""
+    scale = np.asarray(model.state.var_scale)
+    assert scale.shape == (len(model.langs),) and np.all(np.isfinite(scale)) and np.all(scale >= 1.0)
+    assert [model.diagnostics[lang]["latent_var_scale"] for lang in model.langs] == pytest.approx(scale.tolist())
+    map_only = dataclasses.replace(model, state=model.state._replace(var_scale=np.ones_like(scale)))
+    args = model.check_configs([2e7, 5e7], [3e9, 3e9], {"en": 0.2, "fr": 0.5, "sw": 0.3})[:5]
+    _, var, noise = model.log_moments(*args, precision="float64")
+    _, var_map, noise_map = map_only.log_moments(*args, precision="float64")
+    np.testing.assert_allclose(var, var_map * scale[:, None], rtol=1e-12)  # float64 products, nothing else differs
+    np.testing.assert_array_equal(noise, noise_map)  # the noise variance stays the MAP one
