@@ -475,8 +475,9 @@ def compare(
                         f"points have Pareto k > {PARETO_K} (max {loo['pareto_k_max'][a, -1]:.2f}): their elpd is unreliable; "
                         "trust the held-out scores, or refit without those runs for an exact LOO", ParetoKWarning, stacklevel=2)
         if check and bad:
-            fix = ("raise --warmup and --draws, or --target-accept (e.g. 0.95) against divergences" if method == "nuts"
-                   else "use --method nuts")
+            higher = next((v for v in (0.9, 0.95, 0.99, 0.995, 0.999) if v > target_accept), 0.999)
+            fix = (f"raise --warmup and --draws, or --target-accept (now {target_accept:g}; e.g. {higher:g}) against "
+                   "divergences" if method == "nuts" else "use --method nuts")
             warnings.warn(f"{name}: fit diagnostics are bad on split(s) {'; '.join(bad)}: the intervals and scores there "
                           f"are not trustworthy yet; {fix}", DiagnosticsWarning, stacklevel=2)
     _elpd_differences(loo, pointwise, law_names, langs)

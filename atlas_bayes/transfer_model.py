@@ -117,7 +117,8 @@ def fit_transfer_matrix(
 
     ``target_accept`` is high by default: with a few precisely measured cells the posterior has
     narrow regions that only small steps explore (on the demo sweep's matrix, 4 chains x 1000 draws:
-    31 divergences at 0.9, 6 at 0.95, 1 at 0.99), and the model has ~20 parameters, so the smaller
+    31 divergences at 0.9, 6 at 0.95, 1 at 0.99; over three seeds 0-2 at 0.99 and none at 0.995, which
+    ``atlas demo`` uses), and the model has ~20 parameters, so the smaller
     steps cost seconds.
     """
     langs = [str(x) for x in values.index]
