@@ -141,9 +141,31 @@ def observations(
     )
 
 
-def _replicate_groups(obs: Observations) -> tuple[np.ndarray, np.ndarray]:
-    """Group id of each observation (same target and configuration) and group sizes."""
-    cols = [obs.lang[:, None].astype(float)] + [np.asarray(v, float).reshape(len(obs.loss), -1) for _, v in sorted(obs.x.items())]
+def _run_configs(cube: xr.Dataset, run: np.ndarray) -> np.ndarray:
+    """Each observation's training configuration, ``(obs, k)``: ``N``, ``D``, mixture, ``U`` (``kind``, ``base``).
+
+    What makes two runs replicates (seeds). The law's inputs alone do not: ATLAS lumps a target's
+    languages outside ``K_t`` into ``D_other``, so a 50/50 de/en and a 50/50 de/fr run have the same
+    inputs for ``de`` when neither en nor fr is in its ``K_t``, yet they are different experiments
+    whose law misfits need not agree (taking them for seeds put a ``sigma_law``/``sigma_seed`` split
+    on every target, unidentified on those without such pairs, and the bench's six-target ATLAS fit
+    of ``bench/surrogate.py`` reached R-hat 1.6).
+    """
+    index = {str(r): i for i, r in enumerate(cube["run"].values)}
+    rows = np.array([index[str(r)] for r in run])
+    cols = [cube[k].values.reshape(cube.sizes["run"], -1).astype(float) for k in ("N", "mix", "U")]
+    if cube["D"].ndim == 1:  # a learning curve's D is the observation's own, already among the law's inputs
+        cols.append(cube["D"].values[:, None].astype(float))
+    for k in ("kind", "base"):
+        if k in cube:
+            cols.append(np.unique(cube[k].values.astype(str), return_inverse=True)[1].reshape(-1, 1).astype(float))
+    return np.concatenate(cols, axis=1)[rows]
+
+
+def _replicate_groups(obs: Observations, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group id of each observation (same target, run configuration and law inputs) and group sizes."""
+    cols = [obs.lang[:, None].astype(float), configs]
+    cols += [np.asarray(v, float).reshape(len(obs.loss), -1) for _, v in sorted(obs.x.items())]
     rows = np.concatenate(cols, axis=1)
     _, group, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
     return group.reshape(-1).astype(np.int32), counts
@@ -894,7 +916,7 @@ def build_model(
         if not np.any(w[obs.lang == t] > 0):
             raise ValueError(f"weights leave no observation of target {target_name!r}")
 
-    group, counts = _replicate_groups(obs)
+    group, counts = _replicate_groups(obs, _run_configs(cube, obs.run))
     has_replicates = bool(counts.max() >= 2)
     if replicates == "grouped" and likelihood != "normal":
         raise ValueError("replicates='grouped' needs likelihood='normal' (the configuration effect is integrated out "
@@ -903,6 +925,11 @@ def build_model(
         raise ValueError("replicates='grouped' needs runs that share a configuration (several seeds); this cube has none")
     grouped = has_replicates and likelihood == "normal" and replicates != "independent"
     n_groups = int(counts.size) if grouped else 0
+    lone = [t for i, t in enumerate(obs.targets) if counts[group[obs.lang == i]].max() < 2]
+    if grouped and lone:
+        warnings.warn(f"replicated configurations for some targets but none for {lone}: their sigma_law and sigma_seed "
+                      "are identified only through sqrt(sigma_law^2 + sigma_seed^2), a ridge NUTS mixes slowly along; "
+                      "pass replicates='independent', or fit those targets separately", UserWarning, stacklevel=3)
     order = np.arange(n_obs)
     group_lang = np.zeros(1, dtype=np.int32)
     sizes: tuple[tuple[int, int], ...] = ()
@@ -998,9 +1025,10 @@ def fit_bayes(
         Several targets: ``"none"``, ``"partial"`` (hierarchical, default) or ``"full"`` pooling of
         ``E`` and the exponents across targets (:mod:`atlas_bayes.models`).
     replicates
-        ``"auto"``: runs sharing a configuration (seeds) get a shared configuration effect and a
-        seed-to-seed noise ``sigma_seed`` (normal likelihood only; Student-t treats runs as
-        independent); ``"grouped"`` requires it, ``"independent"`` turns it off.
+        ``"auto"``: runs sharing a configuration (seeds: the same ``N``, ``D``, mixture and ``U``)
+        get a shared configuration effect and a seed-to-seed noise ``sigma_seed`` (normal
+        likelihood only; Student-t treats runs as independent); ``"grouped"`` requires it,
+        ``"independent"`` turns it off.
     num_chains, num_warmup, num_samples, target_accept, max_tree_depth, dense_mass
         NUTS settings (``num_chains * num_samples`` draws for SVI and Laplace).
     chain_method

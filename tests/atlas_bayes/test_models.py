@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import pytest
+import xarray as xr
 from scipy import stats
 
 from atlas_bayes import inference, models, registry, simulate
@@ -136,3 +137,29 @@ def test_replicated_runs_get_a_seed_noise_term():
         _model_inputs("chinchilla", "fr", [{"fr": 1.0}], seeds=3, replicates="grouped", likelihood="student_t")
     with pytest.raises(ValueError, match="needs runs that share a configuration"):
         _model_inputs("chinchilla", "fr", [{"fr": 1.0}], replicates="grouped")
+
+
+def test_runs_with_the_same_law_inputs_but_different_mixtures_are_not_seeds():
+    """atlas_other lumps en and de into fr's D_other: 50/50 fr/en and fr/de have the same inputs, yet are two experiments."""
+    pairs = [{"fr": 0.5, "en": 0.5}, {"fr": 0.5, "de": 0.5}]
+    m = _model_inputs("atlas_other", "fr", pairs)
+    x = {k: v[m.obs.lang == 0] for k, v in m.obs.x.items()}
+    assert np.unique(np.stack([x["N"], x["D_t"], x["D_other"]], axis=1), axis=0).shape[0] == 9  # 18 runs, 9 input rows
+    assert m.spec.n_groups == 0 and "sigma_seed" not in numpyro.handlers.trace(
+        numpyro.handlers.seed(m.model, 0)).get_trace(*m.arrays()[:2], loss=m.arrays()[2])
+    with pytest.raises(ValueError, match="needs runs that share a configuration"):
+        _model_inputs("atlas_other", "fr", pairs, replicates="grouped")
+    seeded = _model_inputs("atlas_other", "fr", pairs, seeds=2)  # real seeds are still grouped, one group per run configuration
+    assert seeded.spec.n_groups == 18 and seeded.spec.group_sizes == ((2, 18),)
+
+
+def test_a_target_without_replicates_next_to_replicated_ones_is_reported():
+    runs = simulate.grid(N=[1e7, 1e8], D=[1e9, 1e10], mixtures=[{"fr": 1.0}, {"en": 1.0}], seeds=2)
+    cube = simulate.simulate_cube("chinchilla", BASE, runs, key=jax.random.key(0), sigma=0.01, targets=["fr", "en"])
+    trained = cube["mix"].sel(src=["fr", "en"]).values > 0
+    cube["loss"] = cube["loss"].where(xr.DataArray(trained, dims=("run", "lang")))  # scored on its own language only
+    keep = ~(trained[:, 1] & (cube["seed"].values == 1))  # en's runs: one seed each
+    cube = cube.isel(run=np.flatnonzero(keep))
+    with pytest.warns(UserWarning, match=r"none for \['en'\]: their sigma_law and sigma_seed are identified only"):
+        inference.build_model(cube, "chinchilla", target="fr,en")
+    assert inference.build_model(cube, "chinchilla", target="fr,en", replicates="independent").spec.n_groups == 0
