@@ -506,17 +506,29 @@ def _reference_configs(train, *, key):
     return args, mixture_key(args[2])
 
 
-def _initial_hyper(data: gp.Data, starts: int) -> gp.Hyper:
+def _initial_hyper(data: gp.Data, starts: int, noise: np.ndarray | None = None) -> gp.Hyper:
+    """Starts of the hyperparameter fit, also the centres of their weak priors (:func:`surrogate.gp.log_posterior`).
+
+    The noise sd starts at ``noise`` where given (per language; NaN: not given), else at a tenth of
+    the residuals' RMS ``s``. A tenth suits a constant mean, whose residuals are the whole signal.
+    Around a fitted law's mean the residuals are little more than noise, and without replicated
+    runs the marginal likelihood barely separates noise from a rough latent function: from
+    ``s / 10`` (and a prior centred there) the fit stayed in the interpolating basin, noise sd
+    0.001-0.004 where the simulation's is 0.01 (``bench/surrogate.py``, ATLAS mean). The law's
+    own noise estimate (its posterior ``sigma``) is the scale the data gave for it.
+    """
     r, m = np.asarray(data.r), np.asarray(data.m)
     L, _, d = data.z.shape
     s = np.array([max(np.sqrt(np.sum(m[j] * r[j] ** 2) / m[j].sum()), 1e-3) for j in range(L)])
+    noise = np.full(L, np.nan) if noise is None else np.asarray(noise, float)
+    sigma0 = np.where(np.isfinite(noise), noise, s / 10)
     scales = np.exp(np.linspace(np.log(0.5), np.log(2.0), starts)) if starts > 1 else np.ones(1)
     h = gp.Hyper(
         log_amp=np.broadcast_to(np.log(s), (starts, L)),
         log_ell=np.broadcast_to(np.log(scales)[:, None, None], (starts, L, d)),
         log_c=np.broadcast_to(np.log(s), (starts, L)),
         log_lin=np.broadcast_to(np.log(s**2 / d)[None, :, None], (starts, L, d)),
-        log_sigma=np.broadcast_to(np.log(np.maximum(s / 10, 1e-4)), (starts, L)),
+        log_sigma=np.broadcast_to(np.log(np.maximum(sigma0, 1e-4)), (starts, L)),
         log_mix_sd=np.broadcast_to(np.log(s / 3), (starts, L)),
     )
     return jax.tree.map(lambda x: jnp.asarray(np.array(x), jnp.float64), h)
@@ -583,7 +595,9 @@ def emulate(
         log_loss = np.log(train["loss"])
         const = np.array([np.nanmean(log_loss[:, j]) if np.isfinite(log_loss[:, j]).any() else 0.0 for j in range(len(langs))])
         data, _ = _assemble(spec, langs, priors, const, None, train)
-        h0 = _initial_hyper(data, starts)
+        law_noise = np.array([np.sqrt(np.mean(np.asarray(priors[lang].sigma, float) ** 2)) if lang in priors else np.nan
+                              for lang in langs])
+        h0 = _initial_hyper(data, starts, law_noise)
         hyper, log_post = gp.fit_hyper(h0, data, steps=steps, lr=lr)
         if not np.all(np.isfinite(np.asarray(log_post))):
             bad = langs[int(np.argmin(np.isfinite(np.asarray(log_post))))]

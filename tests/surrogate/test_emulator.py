@@ -11,7 +11,7 @@ import surrogate
 from atlas_bayes import cube as cube_lib
 from atlas_bayes import registry, results
 from surrogate import ExtrapolationWarning
-from surrogate.emulator import _make
+from surrogate.emulator import _assemble, _initial_hyper, _make
 
 
 def test_held_out_runs_beat_the_language_mean_and_intervals_cover(model, split):
@@ -249,6 +249,15 @@ def test_prior_law_as_mean_function(split, mono_fit):
     # what the training runs show of that: at least 30% less error than the law alone
     assert np.mean(err_gp) < 0.7 * np.mean(err_law)
     assert m.priors["fr"].draws.shape == (32, 6)  # 40 draws thinned to max_prior_draws
+    # the GP's noise starts (and its weak prior is centred) at the law's noise, 0.01, for 'fr' only;
+    # other languages at a tenth of their residual RMS
+    noise = np.where(np.asarray(m.langs) == "fr", 0.01, np.nan)
+    with jax.enable_x64(True):
+        data, _ = _assemble(m.spec, m.langs, m.priors, m.const, None, m.train)
+        h0 = np.exp(np.asarray(_initial_hyper(data, 2, noise).log_sigma))  # (start, lang)
+    r, obs = np.asarray(data.r), np.asarray(data.m) > 0
+    rms = np.array([np.sqrt(np.mean(r[j, obs[j]] ** 2)) for j in range(len(m.langs))])
+    np.testing.assert_allclose(h0[0], np.where(np.isnan(noise), np.maximum(rms / 10, 1e-4), 0.01), rtol=1e-12)
     assert surrogate.emulate(train, prior=mono_fit, steps=1, max_prior_draws=100).priors["fr"].draws.shape == (40, 6)
 
 
