@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/atlas demo --out report
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f --json || exit 1; done
