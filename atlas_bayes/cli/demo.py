@@ -94,6 +94,8 @@ class _Report:
 def _demo(args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")
+    if args.target_accept is not None and not 0 < args.target_accept < 1:  # refused before training, not after it
+        raise ValueError(f"--target-accept must be between 0 and 1 (e.g. 0.95); got {args.target_accept}")
     settings = DemoSettings(sweep=args.sweep, workers=args.workers, target=args.target, draws=args.draws,
                             warmup=args.warmup, target_accept=args.target_accept, progress=not args.quiet)
     run_demo(Path(args.out), settings)

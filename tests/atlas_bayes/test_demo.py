@@ -28,6 +28,13 @@ def test_unknown_sweep_is_refused(tmp_path, capsys):
     assert "no_such_sweep" in capsys.readouterr().err
 
 
+def test_bad_target_accept_is_refused_before_training(tmp_path, capsys):
+    assert main(["demo", "--target-accept", "1.5", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--target-accept must be between 0 and 1" in err and "got 1.5" in err
+    assert not (tmp_path / "r" / "cube.nc").exists()
+
+
 @pytest.mark.slow
 def test_demo_tiny_end_to_end(tmp_path):
     # The whole demo on the smallest sweep: every step must run (none skipped) and write its figure.
