@@ -92,3 +92,15 @@ def test_errors_are_one_line(cube_path, capsys, args, message):
 def test_debug_shows_the_traceback(cube_path):
     with pytest.raises(ValueError, match="unknown law"):
         main(["--debug", "fit", cube_path, "--law", "kaplan"])
+
+
+def test_compile_cache_env():
+    from atlas_bayes.cli import compile_cache_env
+
+    env = compile_cache_env({"HOME": "/home/u"})
+    assert env["JAX_COMPILATION_CACHE_DIR"] == "/home/u/.cache/atlas/xla"
+    assert float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]) > 0
+    assert int(env["JAX_COMPILATION_CACHE_MAX_SIZE"]) > 0  # bounded: JAX evicts the least recently used
+    assert compile_cache_env({"XDG_CACHE_HOME": "/c", "HOME": "/home/u"})["JAX_COMPILATION_CACHE_DIR"] == "/c/atlas/xla"
+    assert compile_cache_env({"HOME": "/home/u", "ATLAS_COMPILE_CACHE": "0"}) == {}
+    assert compile_cache_env({"HOME": "/home/u", "JAX_COMPILATION_CACHE_DIR": "/mine"}) == {}
