@@ -1,8 +1,9 @@
 """Running sweep jobs: in this process, or several at once in a pool of worker processes.
 
 Workers are spawned (JAX is not fork-safe), open the sweep's text source once each, share the XLA
-compilation cache on disk (so a shape is compiled once per machine rather than once per worker) and
-report optimiser steps to the parent's progress bar over a queue. A finetune job is submitted only once
+compilation cache on disk (so a shape is compiled once per machine rather than once per worker), keep
+freed memory rather than page-fault it in again each step (:mod:`trainer.allocator`) and report
+optimiser steps to the parent's progress bar over a queue. A finetune job is submitted only once
 its base run's final checkpoint exists. Ctrl-C stops every worker within a few seconds; what they were
 training resumes from its last checkpoint on the next run.
 """
@@ -47,6 +48,9 @@ _WORKER: dict = {}  # per worker process: the progress queue it was started with
 
 
 def _init_worker(cache_dir: str | None, progress_queue) -> None:
+    from trainer.allocator import retain_freed_memory
+
+    retain_freed_memory()
     _WORKER["progress"] = progress_queue
     if cache_dir:
         enable_compile_cache(Path(cache_dir))

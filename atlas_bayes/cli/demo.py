@@ -98,6 +98,10 @@ def _demo(args: argparse.Namespace) -> None:
         raise ValueError(f"--target-accept must be between 0 and 1 (e.g. 0.95); got {args.target_accept}")
     settings = DemoSettings(sweep=args.sweep, workers=args.workers, target=args.target, draws=args.draws,
                             warmup=args.warmup, target_accept=args.target_accept, progress=not args.quiet)
+    if args.workers == 1:  # training in this process (the workers do this themselves)
+        from trainer.allocator import retain_freed_memory
+
+        retain_freed_memory()
     run_demo(Path(args.out), settings)
 
 

@@ -71,6 +71,10 @@ def _train(args: argparse.Namespace) -> None:
                 print(f"{row['run']}  ({row['steps']} steps)")
             print(f"{len(rows)} runs in {len(jobs)} jobs, {steps} optimiser steps in all (branched D-sweeps)")
         return
+    if args.workers == 1:  # training in this process (the workers do this themselves)
+        from trainer.allocator import retain_freed_memory
+
+        retain_freed_memory()
     result = sweep_lib.run_sweep(spec, out=args.out, workers=args.workers, progress=not (args.quiet or args.json),
                                  only=args.only, runs_dir=args.runs_dir)
     cube = result.cube
