@@ -2,8 +2,7 @@
 
 Each module in :data:`COMMAND_MODULES` has ``register(subparsers)``, which adds its verbs with
 ``set_defaults(func=handler)``; a handler takes the parsed ``argparse.Namespace`` and returns an
-exit code (``None`` = 0). Heavy imports (JAX, NumPyro, Haiku) happen inside handlers, so
-``atlas --help`` is fast.
+exit code (``None`` = 0). Heavy imports (NumPyro, Haiku, PyMC) happen inside handlers.
 
 Errors a user can fix (``ValueError``, ``FileNotFoundError``...) print one line,
 ``atlas: error: ...``, and exit 2; ``--debug`` shows the traceback instead.
@@ -12,7 +11,7 @@ Every verb runs with JAX's persistent compilation cache on (:func:`compile_cache
 ``$XDG_CACHE_HOME/atlas/xla`` (``~/.cache/atlas/xla``) capped at 2 GB: NumPyro compiles a sampler per
 fit, and a second ``atlas fit`` (or a resumed ``atlas demo``) of the same model on data of the same
 shapes loads it instead. ``ATLAS_COMPILE_CACHE=0`` turns it off; a ``JAX_COMPILATION_CACHE_DIR``
-already set is left alone.
+already set is left alone. (``atlas --help`` imports JAX too: the package does.)
 """
 
 from __future__ import annotations
@@ -59,6 +58,19 @@ def compile_cache_env(environ: Mapping[str, str]) -> dict[str, str]:
             "JAX_COMPILATION_CACHE_MAX_SIZE": str(2 * 1024**3)}
 
 
+def _enable_compile_cache() -> None:
+    settings = compile_cache_env(os.environ)
+    if not settings:
+        return
+    os.environ.update(settings)  # for the processes a verb starts (the sweep's workers)
+    import jax  # already imported by the package; set what it read from the environment at import
+
+    jax.config.update("jax_compilation_cache_dir", settings["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(settings["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+    jax.config.update("jax_compilation_cache_max_size", int(settings["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="atlas",
@@ -76,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.formatwarning = _format_warning
-    if "jax" not in sys.modules:  # JAX reads these when it is imported (by the verb, below)
-        os.environ.update(compile_cache_env(os.environ))
+    _enable_compile_cache()
     try:
         code = args.func(args)
     except KeyboardInterrupt:

@@ -104,3 +104,22 @@ def test_compile_cache_env():
     assert compile_cache_env({"XDG_CACHE_HOME": "/c", "HOME": "/home/u"})["JAX_COMPILATION_CACHE_DIR"] == "/c/atlas/xla"
     assert compile_cache_env({"HOME": "/home/u", "ATLAS_COMPILE_CACHE": "0"}) == {}
     assert compile_cache_env({"HOME": "/home/u", "JAX_COMPILATION_CACHE_DIR": "/mine"}) == {}
+
+
+def test_the_cli_turns_the_compile_cache_on(monkeypatch, tmp_path):
+    # JAX is imported with the package, before main() runs: the setting must reach jax.config itself.
+    from atlas_bayes import cli
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs", "jax_compilation_cache_max_size")
+    before = {n: getattr(jax.config, n) for n in names}
+    for var in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                "JAX_COMPILATION_CACHE_MAX_SIZE", "ATLAS_COMPILE_CACHE"):
+        monkeypatch.delenv(var, raising=False)  # restored after the test, with what main() sets
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    try:
+        cli._enable_compile_cache()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "atlas" / "xla")
+        assert jax.config.jax_compilation_cache_max_size > 0
+    finally:
+        for n, v in before.items():
+            jax.config.update(n, v)
