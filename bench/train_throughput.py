@@ -105,7 +105,7 @@ def main() -> None:
     if args.allocator == "retain":
         from trainer.allocator import retain_freed_memory
 
-        retain_freed_memory()  # before JAX starts its CPU client and threads (the first jax op, below)
+        retain_freed_memory()  # before the first buffers (the peak matmul, below)
     peak = matmul_peak()
     rows = [measure(s, batch=args.batch, seq_len=args.seq_len, steps=args.steps, blocks=args.blocks, peak=peak)
             for s in args.scales.split(",")]
